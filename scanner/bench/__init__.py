@@ -1,0 +1,1 @@
+"""Benchmarks run by `make bench`: figures to compare, never pass/fail tests."""

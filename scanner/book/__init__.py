@@ -1,0 +1,1 @@
+"""Order books: sorted exact-string L2 sides, checksums, and integrity errors."""

@@ -1,0 +1,150 @@
+"""Keeps one instrument's book consistent with the venue: snapshot + diff bridging,
+sequence continuity, checksum and crossed-book checks. Pure: no I/O, no clock.
+
+Venues differ only in how a diff relates to the local sequence id (``relation``) and
+in their checksum (``checksum``); the state machine is shared:
+
+    WAITING --snapshot (WS push or REST)--> VALID --gap/checksum/crossed--> WAITING
+
+While WAITING, diffs are buffered (bounded) so a REST snapshot can be bridged to them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, SequenceGap
+from scanner.book.l2 import L2Book
+from scanner.model import BookMsg
+
+APPLY, STALE, GAP = 0, 1, 2
+
+# relation(msg, local_seq, first_after_snapshot) -> APPLY | STALE | GAP
+Relation = Callable[[BookMsg, int, bool], int]
+Checksum = Callable[[L2Book], int]
+
+
+class SnapshotTooOld(BookError):
+    """The snapshot predates the buffered diffs; fetch another."""
+
+    reason = "snapshot_too_old"
+
+
+class BadLevel(BookError):
+    reason = "bad_level"
+
+
+class SyncedBook:
+    """An :class:`L2Book` plus the rules that keep it in sync with one venue stream."""
+
+    __slots__ = (
+        "book", "valid", "relation", "checksum", "checksum_depth", "max_levels",
+        "_buffer", "_first", "_crc", "_crc_dirty",
+    )
+
+    def __init__(
+        self,
+        relation: Relation,
+        checksum: Checksum | None = None,
+        checksum_depth: int = 25,
+        max_levels: int = 1000,
+        max_buffer: int = 2000,
+    ) -> None:
+        self.book = L2Book()
+        self.valid = False
+        self.relation = relation
+        self.checksum = checksum
+        self.checksum_depth = checksum_depth
+        self.max_levels = max_levels
+        self._buffer: deque[BookMsg] = deque(maxlen=max_buffer)
+        self._first = False  # the next diff is the first after a snapshot
+        self._crc = 0
+        self._crc_dirty = True
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def invalidate(self) -> None:
+        """Drop the book; diffs from now on are buffered until the next snapshot."""
+        self.valid = False
+        self.book.clear()
+        self._buffer.clear()
+
+    def on_message(self, msg: BookMsg) -> bool:
+        """Apply one frame. Returns True when the book changed and is valid.
+
+        Raises a :class:`BookError` when the book can no longer be trusted; the book is
+        then invalid and the caller must resync (resubscribe or fetch a snapshot)."""
+        if msg.snapshot:
+            return self.on_snapshot(msg)
+        if not self.valid:
+            self._buffer.append(msg)
+            return False
+        try:
+            rel = self.relation(msg, self.book.seq, self._first)
+            if rel == STALE:
+                return False
+            if rel == GAP:
+                raise SequenceGap(f"expected continuation of {self.book.seq}, got prev={msg.prev} seq={msg.seq}")
+            self._apply(msg)
+        except BookError:
+            self.invalidate()
+            raise
+        return True
+
+    def on_snapshot(self, snap: BookMsg) -> bool:
+        """Load a snapshot and bridge any buffered diffs onto it."""
+        book = self.book
+        try:
+            book.bids.load(snap.bids)
+            book.asks.load(snap.asks)
+        except (ValueError, TypeError, IndexError) as exc:
+            self.invalidate()
+            raise BadLevel(f"unusable level in snapshot: {exc}") from exc
+        book.seq, book.exch_ms, book.recv_ns = snap.seq, snap.exch_ms, snap.recv_ns
+        self._crc_dirty = True
+        self._first = True
+        try:
+            self._verify(snap)
+            pending, self._buffer = self._buffer, deque(maxlen=self._buffer.maxlen)
+            for msg in pending:
+                rel = self.relation(msg, book.seq, self._first)
+                if rel == STALE:
+                    continue
+                if rel == GAP:
+                    raise SnapshotTooOld(f"snapshot seq {snap.seq} does not reach buffered prev={msg.prev}")
+                self._apply(msg)
+        except BookError:
+            self.invalidate()
+            raise
+        self.valid = True
+        return True
+
+    def _apply(self, msg: BookMsg) -> None:
+        book, depth = self.book, self.checksum_depth
+        try:
+            touched = book.bids.apply(msg.bids, depth)
+            touched = book.asks.apply(msg.asks, depth) or touched
+        except (ValueError, TypeError, IndexError) as exc:
+            raise BadLevel(f"unusable level: {exc}") from exc
+        if touched:
+            self._crc_dirty = True
+        book.seq, book.exch_ms, book.recv_ns = msg.seq, msg.exch_ms, msg.recv_ns
+        self._first = False
+        if len(book.bids.keys) > self.max_levels:
+            book.bids.trim(self.max_levels)
+        if len(book.asks.keys) > self.max_levels:
+            book.asks.trim(self.max_levels)
+        self._verify(msg)
+
+    def _verify(self, msg: BookMsg) -> None:
+        if msg.checksum and self.checksum is not None:
+            if self._crc_dirty:
+                self._crc = self.checksum(self.book)
+                self._crc_dirty = False
+            if self._crc != msg.checksum:
+                raise ChecksumMismatch(f"checksum {msg.checksum} != local {self._crc} at seq {msg.seq}")
+        if self.book.crossed():
+            raise CrossedBook(f"best bid {self.book.bids.best()} >= best ask {self.book.asks.best()}")

@@ -1,0 +1,87 @@
+"""Venue-neutral message types shared by parsers, books, the store and the detector.
+
+Prices and sizes stay the exact decimal strings the venue sent; nothing here converts
+them to float, so checksums and money computed downstream stay exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A level as received: [price, size, *venue extras]. Extras (OKX order counts) are ignored.
+Level = list[str]
+
+
+@dataclass(slots=True)
+class BookMsg:
+    """One order-book frame for one instrument, exactly as the venue sent it.
+
+    ``seq``/``prev`` carry the venue's sequencing: OKX ``seqId``/``prevSeqId``;
+    Binance ``u``/``U`` (last and first update id of the event). ``checksum`` is 0
+    when the venue sent none (OKX since 2026-06-23 always sends 0).
+    """
+
+    inst: str  # the venue's instrument id, e.g. "BTC-USDT" (OKX) or "BTCUSDT" (Binance)
+    snapshot: bool  # True: replaces the book; False: absolute-size diff
+    bids: list[Level]
+    asks: list[Level]
+    seq: int
+    prev: int
+    checksum: int
+    exch_ms: int  # exchange event time, unix ms (0 if the venue sent none)
+    recv_ns: int  # local receive time, unix ns
+
+
+@dataclass(slots=True)
+class Control:
+    """A non-book frame the connection loop may act on (acks, errors, pongs, notices)."""
+
+    kind: str  # "subscribed" | "unsubscribed" | "error" | "pong" | "reconnect" | "info"
+    inst: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """Buy ``size`` on ``buy_venue`` and sell it on ``sell_venue``; figures are exact decimals."""
+
+    symbol: str
+    buy_venue: str
+    sell_venue: str
+    size: str  # base quantity
+    buy_vwap: str
+    sell_vwap: str
+    gross_bps: str
+    net_bps: str
+    profit_quote: str
+    buy_fee: str  # taker fee rates applied, as fractions
+    sell_fee: str
+    buy_book_age_ms: float
+    sell_book_age_ms: float
+    levels_buy: int
+    levels_sell: int
+    recv_ns: int  # receive time of the frame that triggered the evaluation
+    detected_ns: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "symbol": self.symbol,
+            "buy_venue": self.buy_venue,
+            "sell_venue": self.sell_venue,
+            "size": self.size,
+            "buy_vwap": self.buy_vwap,
+            "sell_vwap": self.sell_vwap,
+            "gross_bps": self.gross_bps,
+            "net_bps": self.net_bps,
+            "profit_quote": self.profit_quote,
+            "buy_fee": self.buy_fee,
+            "sell_fee": self.sell_fee,
+            "buy_book_age_ms": round(self.buy_book_age_ms, 3),
+            "sell_book_age_ms": round(self.sell_book_age_ms, 3),
+            "levels_buy": self.levels_buy,
+            "levels_sell": self.levels_sell,
+            "recv_ns": self.recv_ns,
+            "detected_ns": self.detected_ns,
+            **self.extra,
+        }

@@ -1,0 +1,11 @@
+"""Venue registry: every native venue module's :class:`VenueSpec`, written out by hand."""
+
+from __future__ import annotations
+
+from scanner.venues import binance, okx
+from scanner.venues.spec import VenueSpec
+
+VENUES: dict[str, VenueSpec] = {
+    okx.NAME: okx.VENUE,
+    binance.NAME: binance.VENUE,
+}
