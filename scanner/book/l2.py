@@ -18,7 +18,7 @@ Pair = tuple[str, str]
 class BookSide:
     """One side of the book; ``descending`` for bids."""
 
-    __slots__ = ("levels", "keys", "sign")
+    __slots__ = ("keys", "levels", "sign")
 
     def __init__(self, descending: bool) -> None:
         self.levels: dict[float, Pair] = {}
@@ -82,7 +82,7 @@ class BookSide:
 class L2Book:
     """Both sides plus the sequencing and timing state of the last applied frame."""
 
-    __slots__ = ("bids", "asks", "seq", "exch_ms", "recv_ns")
+    __slots__ = ("asks", "bids", "exch_ms", "recv_ns", "seq")
 
     def __init__(self) -> None:
         self.bids = BookSide(descending=True)

@@ -39,8 +39,16 @@ class SyncedBook:
     """An :class:`L2Book` plus the rules that keep it in sync with one venue stream."""
 
     __slots__ = (
-        "book", "valid", "relation", "checksum", "checksum_depth", "max_levels",
-        "_buffer", "_first", "_crc", "_crc_dirty",
+        "_buffer",
+        "_crc",
+        "_crc_dirty",
+        "_first",
+        "book",
+        "checksum",
+        "checksum_depth",
+        "max_levels",
+        "relation",
+        "valid",
     )
 
     def __init__(

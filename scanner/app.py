@@ -1,0 +1,163 @@
+"""Assembles the pipeline: ``scanner run`` (everything), ``collect``, ``detect``, ``check-config``.
+
+Venues → collectors → BookStore (Redis) → detector → sinks. ``collect`` and ``detect`` run
+the two halves in separate processes (or hosts) joined only by Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import replace
+
+from redis.asyncio import Redis
+
+from scanner import config as config_mod
+from scanner.config import ConfigError, Settings
+from scanner.detect.detector import SpreadDetector
+from scanner.detect.runner import run_detector
+from scanner.feed.collector import VenueCollector
+from scanner.feed.instruments import MarketsUnavailable, load_markets
+from scanner.sinks.http import HttpEndpoint
+from scanner.sinks.metrics import Metrics
+from scanner.sinks.opportunities import OpportunitySink
+from scanner.store.books import BookStore
+from scanner.venues import VENUES
+
+log = logging.getLogger("scanner")
+
+COLLECT, DETECT = "collect", "detect"
+ROLES = {"run": {COLLECT, DETECT}, "collect": {COLLECT}, "detect": {DETECT}}
+
+
+class Pipeline:
+    """The running service. Tests drive it in-process; the CLI wraps it."""
+
+    def __init__(self, settings: Settings, roles: set[str], metrics: Metrics | None = None) -> None:
+        self.settings, self.roles = settings, roles
+        self.metrics = metrics or Metrics()
+        self.redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2,
+                                    health_check_interval=10)
+        self.http = HttpEndpoint(self.metrics, settings.metrics.host, settings.metrics.port)
+        self.store = BookStore(self.redis, settings.redis, self.metrics)
+        self.collectors: dict[str, VenueCollector] = {}
+        self.detector = SpreadDetector({v.name: v.taker_fee for v in settings.venues.values()},
+                                       settings.detector, self.metrics)
+        self.sink = OpportunitySink(self.redis, settings.redis, self.metrics)
+        self.started = asyncio.Event()
+
+    async def build_collectors(self) -> None:
+        for name, vs in self.settings.venues.items():
+            spec = VENUES[name]
+            try:
+                markets = await load_markets(spec, vs, self.settings.markets)
+            except MarketsUnavailable as exc:
+                log.error("%s: left out: %s", name, exc)
+                continue
+            insts, missing = markets.resolve(vs.symbols)
+            for sym in missing:
+                log.warning("%s: does not list %s (or it is not trading); left out for this venue", name, sym)
+            if not insts:
+                log.error("%s: none of the configured symbols is listed; venue left out", name)
+                continue
+            self.collectors[name] = VenueCollector(spec, vs, insts, self.store, self.metrics)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.http.start()
+        log.info("metrics at %s", self.http.url)
+        try:
+            if COLLECT in self.roles:
+                await self.build_collectors()
+                if not self.collectors:
+                    raise RuntimeError("no venue could be started; see the errors above")
+            async with asyncio.TaskGroup() as tg:
+                if COLLECT in self.roles:
+                    tg.create_task(self.store.run(stop), name="book-store")
+                    for name, c in self.collectors.items():
+                        tg.create_task(c.run(stop), name=f"collector-{name}")
+                if DETECT in self.roles:
+                    tg.create_task(run_detector(self.redis, self.settings.redis, self.detector, self.sink,
+                                                self.metrics, stop), name="detector")
+                self.started.set()
+        finally:
+            await self.http.stop()
+            await self.redis.aclose()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="configs/default.yaml", help="YAML settings file (default: %(default)s)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def load_settings(path: str) -> Settings | None:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if settings is None:
+        return 2
+    if args.command == "check-config":
+        print(describe(settings))
+        return 0
+    setup_logging(settings.log_level)
+    return run_until_signalled(Pipeline(settings, ROLES[args.command]).run, args.duration)
+
+
+def run_until_signalled(body: object, duration: float) -> int:
+    """Run ``body(stop)`` under uvloop until SIGINT/SIGTERM or ``duration`` seconds."""
+    import uvloop
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration > 0:
+            loop.call_later(duration, stop.set)
+        await body(stop)  # type: ignore[operator]
+
+    try:
+        uvloop.run(go())
+    except Exception as exc:  # a fatal start-up problem: say it plainly
+        log.error("stopped: %s", exc)
+        return 1
+    return 0
+
+
+def describe(s: Settings) -> str:
+    lines = [f"config {s.source}: OK", f"symbols: {', '.join(s.symbols)}"]
+    for v in s.venues.values():
+        lines.append(f"venue {v.name}: channel={v.channel} ws={v.ws_url} rest={v.rest_url} taker_fee={v.taker_fee} "
+                     f"symbols={len(v.symbols)}")
+    d = s.detector
+    lines.append(f"detector: min_net_bps={d.min_net_bps} min_profit_quote={d.min_profit_quote} "
+                 f"max_book_age_ms={d.max_book_age_ms} max_notional_quote={d.max_notional_quote}")
+    lines.append(f"redis: {_redact(s.redis.url)} stream={s.redis.stream} channel={s.redis.channel}")
+    lines.append(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics")
+    return "\n".join(lines)
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a Redis URL (redis://user:secret@host → redis://user:***@host)."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return f"{scheme}://{user}:***@{host}"
+
+
+__all__ = ["Pipeline", "add_arguments", "main", "replace"]

@@ -1,0 +1,302 @@
+"""Settings: YAML in ``configs/``, environment overrides, validation with errors that name the key.
+
+Built once by the CLI and passed down; nothing else reads files or the environment.
+Environment overrides (applied after the file):
+
+    SCANNER_REDIS_URL       redis.url
+    SCANNER_METRICS_HOST    metrics.host
+    SCANNER_METRICS_PORT    metrics.port
+    SCANNER_LOG_LEVEL       log_level
+    SCANNER_SYMBOLS         symbols (comma-separated)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanner.fees import DEFAULT_FEES
+from scanner.venues import VENUES
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message starts with the dotted key that is wrong."""
+
+
+@dataclass(frozen=True)
+class VenueSettings:
+    name: str
+    ws_url: str
+    rest_url: str
+    channel: str
+    taker_fee: Decimal
+    symbols: tuple[str, ...]
+    watchdog_s: float
+    ping_idle_s: float
+    rest_weight_per_min: int
+    max_instruments_per_conn: int
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = "redis://127.0.0.1:6379/0"
+    book_depth: int = 20
+    book_ttl_ms: int = 30_000
+    channel: str = "books"
+    stream: str = "opportunities"
+    stream_maxlen: int = 10_000
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    min_net_bps: Decimal = Decimal("5")
+    min_profit_quote: Decimal = Decimal("1")
+    max_book_age_ms: int = 5_000
+    max_notional_quote: Decimal = Decimal("100000")
+    emit_interval_ms: int = 1_000
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+
+@dataclass(frozen=True)
+class MarketSettings:
+    cache_dir: Path = Path("configs/markets")
+    refresh: bool = True  # fetch instruments from the venue at start, falling back to the cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    symbols: tuple[str, ...]
+    venues: dict[str, VenueSettings]
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    markets: MarketSettings = field(default_factory=MarketSettings)
+    log_level: str = "INFO"
+    source: str = ""
+
+
+TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level"}
+VENUE_KEYS = {"enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
+              "rest_weight_per_min", "max_instruments_per_conn"}
+VENUE_CHANNELS = {"okx": ("books", "books5", "bbo-tbt"), "binance": ("depth@100ms", "depth")}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from ``env`` (default: the process environment) and validate."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return from_dict(raw, os.environ if env is None else env, source=str(p))
+
+
+def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> Settings:
+    _no_unknown(raw, TOP_KEYS, "")
+    raw = _apply_env(raw, env)
+    symbols = _symbols(raw.get("symbols"), "symbols")
+    venues_raw = raw.get("venues")
+    if not isinstance(venues_raw, dict) or not venues_raw:
+        raise ConfigError("venues: must map at least one venue name to its settings")
+    venues: dict[str, VenueSettings] = {}
+    for name, v in venues_raw.items():
+        if name not in VENUES:
+            raise ConfigError(f"venues.{name}: unknown venue; known: {', '.join(sorted(VENUES))}")
+        v = v or {}
+        if not isinstance(v, dict):
+            raise ConfigError(f"venues.{name}: must be a mapping")
+        _no_unknown(v, VENUE_KEYS, f"venues.{name}.")
+        if not _bool(v.get("enabled", True), f"venues.{name}.enabled"):
+            continue
+        venues[name] = _venue(name, v, symbols)
+    if not venues:
+        raise ConfigError("venues: every venue is disabled")
+    return Settings(
+        symbols=symbols,
+        venues=venues,
+        redis=_redis(_section(raw, "redis")),
+        detector=_detector(_section(raw, "detector")),
+        metrics=_metrics(_section(raw, "metrics")),
+        markets=_markets(_section(raw, "markets")),
+        log_level=_choice(str(raw.get("log_level", "INFO")).upper(), LOG_LEVELS, "log_level"),
+        source=source,
+    )
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(raw)
+
+    def put(section: str, key: str, value: Any) -> None:
+        sec = dict(out.get(section) or {})
+        sec[key] = value
+        out[section] = sec
+
+    if env.get("SCANNER_REDIS_URL"):
+        put("redis", "url", env["SCANNER_REDIS_URL"])
+    if env.get("SCANNER_METRICS_HOST"):
+        put("metrics", "host", env["SCANNER_METRICS_HOST"])
+    if env.get("SCANNER_METRICS_PORT"):
+        put("metrics", "port", env["SCANNER_METRICS_PORT"])
+    if env.get("SCANNER_LOG_LEVEL"):
+        out["log_level"] = env["SCANNER_LOG_LEVEL"]
+    if env.get("SCANNER_SYMBOLS"):
+        out["symbols"] = [s.strip() for s in env["SCANNER_SYMBOLS"].split(",") if s.strip()]
+    return out
+
+
+def _venue(name: str, v: dict[str, Any], symbols: tuple[str, ...]) -> VenueSettings:
+    spec, key = VENUES[name], f"venues.{name}."
+    fee = DEFAULT_FEES[name].taker if "taker_fee" not in v else _decimal(v["taker_fee"], key + "taker_fee")
+    if not Decimal(0) <= fee < Decimal("0.05"):
+        raise ConfigError(f"{key}taker_fee: must be a fraction in [0, 0.05) such as 0.001 for 0.1 %; got {fee}")
+    channels = VENUE_CHANNELS[name]
+    return VenueSettings(
+        name=name,
+        ws_url=_url(v.get("ws_url", spec.ws_url), key + "ws_url", ("ws://", "wss://")),
+        rest_url=_url(v.get("rest_url", spec.rest_url), key + "rest_url", ("http://", "https://")).rstrip("/"),
+        channel=_choice(v.get("channel", channels[0]), channels, key + "channel"),
+        taker_fee=fee,
+        symbols=_symbols(v["symbols"], key + "symbols") if "symbols" in v else symbols,
+        watchdog_s=_number(v.get("watchdog_s", spec.watchdog_s), key + "watchdog_s", 0.1, 3600),
+        ping_idle_s=_number(v.get("ping_idle_s", spec.ping_idle_s), key + "ping_idle_s", 0, 3600),
+        rest_weight_per_min=int(_number(v.get("rest_weight_per_min", spec.rest_weight_per_min),
+                                        key + "rest_weight_per_min", 1, 1e6)),
+        max_instruments_per_conn=int(_number(v.get("max_instruments_per_conn", spec.max_instruments_per_conn),
+                                             key + "max_instruments_per_conn", 1, 1024)),
+    )
+
+
+def _redis(r: dict[str, Any]) -> RedisSettings:
+    _no_unknown(r, set(RedisSettings.__dataclass_fields__), "redis.")
+    d = RedisSettings()
+    return RedisSettings(
+        url=_url(r.get("url", d.url), "redis.url", ("redis://", "rediss://", "unix://")),
+        book_depth=int(_number(r.get("book_depth", d.book_depth), "redis.book_depth", 1, 400)),
+        book_ttl_ms=int(_number(r.get("book_ttl_ms", d.book_ttl_ms), "redis.book_ttl_ms", 100, 86_400_000)),
+        channel=_name(r.get("channel", d.channel), "redis.channel"),
+        stream=_name(r.get("stream", d.stream), "redis.stream"),
+        stream_maxlen=int(_number(r.get("stream_maxlen", d.stream_maxlen), "redis.stream_maxlen", 10, 10_000_000)),
+    )
+
+
+def _detector(r: dict[str, Any]) -> DetectorSettings:
+    _no_unknown(r, set(DetectorSettings.__dataclass_fields__), "detector.")
+    d = DetectorSettings()
+    return DetectorSettings(
+        min_net_bps=_decimal(r.get("min_net_bps", d.min_net_bps), "detector.min_net_bps"),
+        min_profit_quote=_decimal(r.get("min_profit_quote", d.min_profit_quote), "detector.min_profit_quote"),
+        max_book_age_ms=int(_number(r.get("max_book_age_ms", d.max_book_age_ms), "detector.max_book_age_ms",
+                                    1, 3_600_000)),
+        max_notional_quote=_decimal(r.get("max_notional_quote", d.max_notional_quote),
+                                    "detector.max_notional_quote", positive=True),
+        emit_interval_ms=int(_number(r.get("emit_interval_ms", d.emit_interval_ms), "detector.emit_interval_ms",
+                                     0, 3_600_000)),
+    )
+
+
+def _metrics(r: dict[str, Any]) -> MetricsSettings:
+    _no_unknown(r, set(MetricsSettings.__dataclass_fields__), "metrics.")
+    d = MetricsSettings()
+    host = r.get("host", d.host)
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"metrics.host: must be a host name or address; got {host!r}")
+    return MetricsSettings(host=host, port=int(_number(r.get("port", d.port), "metrics.port", 0, 65535)))
+
+
+def _markets(r: dict[str, Any]) -> MarketSettings:
+    _no_unknown(r, {"cache_dir", "refresh"}, "markets.")
+    d = MarketSettings()
+    return MarketSettings(cache_dir=Path(str(r.get("cache_dir", d.cache_dir))),
+                          refresh=_bool(r.get("refresh", d.refresh), "markets.refresh"))
+
+
+def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    v = raw.get(key) or {}
+    if not isinstance(v, dict):
+        raise ConfigError(f"{key}: must be a mapping")
+    return v
+
+
+def _no_unknown(d: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for k in d:
+        if k not in allowed:
+            raise ConfigError(f"{prefix}{k}: unknown setting; allowed: {', '.join(sorted(allowed))}")
+
+
+def _symbols(v: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise ConfigError(f"{key}: must be a non-empty list of unified symbols like BTC/USDT")
+    out = []
+    for i, s in enumerate(v):
+        if not isinstance(s, str) or s.count("/") != 1 or not all(s.split("/")) or s != s.strip():
+            raise ConfigError(f"{key}[{i}]: {s!r} is not a unified symbol like BTC/USDT")
+        out.append(s.upper())
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{key}: lists a symbol twice")
+    return tuple(out)
+
+
+def _decimal(v: Any, key: str, positive: bool = False) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, int | float | str | Decimal):
+        raise ConfigError(f"{key}: must be a number; got {v!r}")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise ConfigError(f"{key}: must be a number; got {v!r}") from None
+    if not d.is_finite() or (positive and d <= 0):
+        raise ConfigError(f"{key}: must be a {'positive ' if positive else ''}finite number; got {v!r}")
+    return d
+
+
+def _number(v: Any, key: str, lo: float, hi: float) -> float:
+    if isinstance(v, bool):
+        raise ConfigError(f"{key}: must be a number; got {v!r}")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: must be a number; got {v!r}") from None
+    if not lo <= f <= hi:
+        raise ConfigError(f"{key}: must be between {lo:g} and {hi:g}; got {v!r}")
+    return f
+
+
+def _bool(v: Any, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}: must be true or false; got {v!r}")
+    return v
+
+
+def _choice(v: Any, choices: tuple[str, ...], key: str) -> str:
+    if v not in choices:
+        raise ConfigError(f"{key}: must be one of {', '.join(choices)}; got {v!r}")
+    return str(v)
+
+
+def _url(v: Any, key: str, schemes: tuple[str, ...]) -> str:
+    if not isinstance(v, str) or not v.startswith(schemes):
+        raise ConfigError(f"{key}: must be a URL starting with {' or '.join(schemes)}; got {v!r}")
+    return v
+
+
+def _name(v: Any, key: str) -> str:
+    if not isinstance(v, str) or not v or any(c.isspace() for c in v):
+        raise ConfigError(f"{key}: must be a non-empty name without spaces; got {v!r}")
+    return v

@@ -1,0 +1,1 @@
+"""Spread detection: books from Redis → fee-adjusted, depth-aware opportunities."""

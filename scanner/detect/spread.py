@@ -1,0 +1,109 @@
+"""Pure spread math: walk one venue's asks against another's bids, after taker fees.
+
+Buying on A at its asks and selling on B at its bids, each unit taken costs
+``ask * (1 + fee_A)`` and yields ``bid * (1 - fee_B)``. The walk takes levels while the
+*marginal* unit's net edge, ``(yield - cost) / cost``, stays at or above ``min_net_bps``,
+so the size it returns is the largest that stays profitable at the threshold. All money
+arithmetic is Decimal on the venues' exact strings; floats only pre-screen pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from scanner.book.l2 import Pair
+
+BPS = Decimal(10_000)
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    size: Decimal  # base quantity
+    cost: Decimal  # sum(ask * qty), before fees
+    proceeds: Decimal  # sum(bid * qty), before fees
+    net_cost: Decimal  # cost * (1 + buy_fee)
+    net_proceeds: Decimal  # proceeds * (1 - sell_fee)
+    levels_buy: int
+    levels_sell: int
+
+    @property
+    def buy_vwap(self) -> Decimal:
+        return self.cost / self.size
+
+    @property
+    def sell_vwap(self) -> Decimal:
+        return self.proceeds / self.size
+
+    @property
+    def gross_bps(self) -> Decimal:
+        return (self.proceeds - self.cost) / self.cost * BPS
+
+    @property
+    def net_bps(self) -> Decimal:
+        return (self.net_proceeds - self.net_cost) / self.net_cost * BPS
+
+    @property
+    def profit(self) -> Decimal:
+        return self.net_proceeds - self.net_cost
+
+
+def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
+         max_notional: Decimal | None = None) -> Fill | None:
+    """Largest fill buying ``asks`` (best first) and selling into ``bids`` (best first) whose
+    marginal net edge stays >= ``min_net_bps``; None if not even the first unit qualifies.
+    ``max_notional`` caps the quote spent before fees."""
+    up, down, thr = 1 + buy_fee, 1 - sell_fee, min_net_bps / BPS
+    size = cost = proceeds = ZERO
+    i = j = 0
+    qa = qb = ZERO
+    a = b = ZERO
+    n_ask, n_bid = len(asks), len(bids)
+    used_a = used_b = 0
+    while True:
+        if qa == 0:
+            if i >= n_ask:
+                break
+            a, qa = Decimal(asks[i][0]), Decimal(asks[i][1])
+            i += 1
+            continue
+        if qb == 0:
+            if j >= n_bid:
+                break
+            b, qb = Decimal(bids[j][0]), Decimal(bids[j][1])
+            j += 1
+            continue
+        unit_cost = a * up
+        if b * down - unit_cost < unit_cost * thr:
+            break
+        q = min(qa, qb)
+        if max_notional is not None:
+            room = (max_notional - cost) / a
+            if room <= 0:
+                break
+            q = min(q, room)
+        size += q
+        cost += a * q
+        proceeds += b * q
+        qa -= q
+        qb -= q
+        used_a, used_b = i, j
+    if size == 0:
+        return None
+    return Fill(size, cost, proceeds, cost * up, proceeds * down, used_a, used_b)
+
+
+def top_spread_bps(best_ask: float, best_bid: float, buy_fee: float, sell_fee: float) -> tuple[float, float]:
+    """Gross and net spread at the top of book, in bps of the buy price (for gauges)."""
+    gross = (best_bid - best_ask) / best_ask * 1e4
+    cost = best_ask * (1 + buy_fee)
+    net = (best_bid * (1 - sell_fee) - cost) / cost * 1e4
+    return gross, net
+
+
+def fmt(d: Decimal, places: int) -> str:
+    """Round half-even to ``places`` decimals and drop trailing zeros ("1.50" → "1.5")."""
+    q = d.quantize(Decimal(1).scaleb(-places))
+    s = format(q.normalize(), "f")
+    return "0" if s in ("-0", "") else s

@@ -1,0 +1,1 @@
+"""Getting frames from venues: the shared connection loop, backoff, REST snapshots, collectors."""

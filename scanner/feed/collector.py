@@ -1,0 +1,203 @@
+"""One venue's collector: frames → parser → synced books → book store, resyncing per instrument.
+
+The collector owns the books of one venue. A broken book (gap, checksum, crossed, bad
+level, lost connection) is published as invalid at once and resynced on its own: the
+venue's resubscribe frames when it has them (OKX), a rate-limited REST snapshot bridged
+to the buffered diffs otherwise (Binance, or OKX when no WS snapshot comes). Other
+instruments keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+from scanner.aio import wait_stop
+from scanner.book.errors import BookError, ParseError
+from scanner.book.l2 import L2Book
+from scanner.book.sync import SnapshotTooOld, SyncedBook
+from scanner.config import VenueSettings
+from scanner.feed.connection import Connection, run_connection
+from scanner.feed.snapshots import SnapshotFetcher
+from scanner.model import BookMsg, Control
+from scanner.sinks.metrics import BookAgeRow, Metrics
+from scanner.venues.spec import SnapshotRequest, VenueSpec
+
+log = logging.getLogger(__name__)
+
+
+class BookSink(Protocol):
+    """Where books go (the Redis book store implements this). Called on the receive path:
+    must not block or await."""
+
+    def mark(self, venue: str, symbol: str, book: L2Book) -> None: ...
+
+    def mark_invalid(self, venue: str, symbol: str) -> None: ...
+
+
+class VenueCollector:
+    def __init__(self, spec: VenueSpec, settings: VenueSettings, insts: dict[str, str], sink: BookSink,
+                 metrics: Metrics) -> None:
+        """``insts`` maps the venue's instrument ids to unified symbols (already resolved)."""
+        self.spec, self.settings, self.venue = spec, settings, spec.name
+        self.symbols = insts
+        self.sink, self.metrics = sink, metrics
+        self.parser = spec.make_parser(settings.channel)
+        self.books: dict[str, SyncedBook] = {i: spec.make_book(settings.channel) for i in insts}
+        self.conn_of: dict[str, Connection] = {}
+        self.connections: list[Connection] = []
+        ids = list(insts)
+        step = settings.max_instruments_per_conn
+        for shard, start in enumerate(range(0, len(ids), step)):
+            conn = Connection(
+                self.venue, settings.ws_url, ids[start : start + step], text_ping=spec.text_ping,
+                text_pong=spec.text_pong, ping_idle_s=settings.ping_idle_s, watchdog_s=settings.watchdog_s,
+                max_age_s=spec.max_connection_age_s, max_sends_per_s=spec.max_sends_per_s, shard=shard)
+            self.connections.append(conn)
+            for inst in conn.insts:
+                self.conn_of[inst] = conn
+        self.fetcher: SnapshotFetcher | None = None
+        if spec.snapshot_request is not None and spec.parse_snapshot is not None:
+            self.fetcher = SnapshotFetcher(self.venue, self._snapshot_request, spec.parse_snapshot,
+                                           self.on_snapshot, settings.rest_weight_per_min, self._snapshot_outcome)
+        # hot-path counters, flushed to Prometheus by flush_counters()
+        self._frames = 0
+        self._applied = 0
+        self._m_frames = metrics.messages.labels(self.venue)
+        self._m_applied = metrics.book_updates.labels(self.venue)
+        self._m_latency = metrics.feed_latency.labels(self.venue)
+        metrics.add_book_source(self.book_rows)
+
+    # -- running -----------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for conn in self.connections:
+                tg.create_task(run_connection(conn, self, stop), name=f"{self.venue}-conn{conn.shard}")
+            fetch = None
+            if self.fetcher is not None:
+                fetch = tg.create_task(self.fetcher.run(stop), name=f"{self.venue}-snapshots")
+            tg.create_task(self._flush_counters_loop(stop), name=f"{self.venue}-counters")
+            await stop.wait()
+            if fetch is not None:
+                fetch.cancel()  # it may be parked on an empty queue
+
+    async def _flush_counters_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.flush_counters()
+            await wait_stop(stop, 1.0)
+        self.flush_counters()
+
+    def flush_counters(self) -> None:
+        if self._frames:
+            self._m_frames.inc(self._frames)
+            self._frames = 0
+        if self._applied:
+            self._m_applied.inc(self._applied)
+            self._applied = 0
+
+    def book_rows(self) -> Iterator[BookAgeRow]:
+        for inst, sb in self.books.items():
+            yield self.venue, self.symbols[inst], sb.book.exch_ms, sb.book.recv_ns, sb.valid
+
+    # -- FrameSink ---------------------------------------------------------------------------------
+    def on_open(self, conn: Connection) -> None:
+        self.metrics.connections.labels(self.venue).inc()
+        log.info("%s[%d]: connected to %s; subscribing %d instruments", self.venue, conn.shard, conn.url,
+                 len(conn.insts))
+        for frame in self.spec.subscribe(conn.insts, self.settings.channel):
+            conn.send(frame)
+
+    def on_close(self, conn: Connection, reason: str) -> None:
+        self.metrics.connections.labels(self.venue).dec()
+        log.warning("%s[%d]: connection closed (%s); books invalid until resynced", self.venue, conn.shard, reason)
+        for inst in conn.insts:
+            sb = self.books[inst]
+            if sb.valid:
+                self.metrics.resyncs.labels(self.venue, "reconnect").inc()
+            sb.invalidate()
+            self.sink.mark_invalid(self.venue, self.symbols[inst])
+
+    def on_reconnect_wait(self, conn: Connection, reason: str, delay: float) -> None:
+        self.metrics.reconnects.labels(self.venue, reason).inc()
+        log.info("%s[%d]: reconnecting in %.2fs after %s", self.venue, conn.shard, delay, reason)
+
+    def on_frame(self, conn: Connection, payload: bytes, recv_ns: int) -> None:
+        self._frames += 1
+        try:
+            events = self.parser.parse(payload, recv_ns)
+        except ParseError as exc:
+            self.metrics.parse_errors.labels(self.venue, "malformed").inc()
+            log.debug("%s: skipped frame: %s", self.venue, exc)
+            return
+        for ev in events:
+            if type(ev) is BookMsg:
+                self._on_book(conn, ev)
+            else:
+                self._on_control(conn, ev)  # type: ignore[arg-type]
+
+    # -- books -------------------------------------------------------------------------------------
+    def _on_book(self, conn: Connection, msg: BookMsg) -> None:
+        sb = self.books.get(msg.inst)
+        if sb is None:
+            self.metrics.parse_errors.labels(self.venue, "unknown_instrument").inc()
+            return
+        try:
+            changed = sb.on_message(msg)
+        except BookError as exc:
+            self._resync(msg.inst, exc, conn)
+            return
+        if changed:
+            self._applied += 1
+            if msg.exch_ms:
+                self._m_latency.observe(max(0.0, msg.recv_ns / 1e9 - msg.exch_ms / 1e3))
+            self.sink.mark(self.venue, self.symbols[msg.inst], sb.book)
+        elif not sb.valid and self.fetcher is not None and 0 < self.spec.rest_seed_after <= sb.buffered:
+            self.fetcher.request(msg.inst)
+
+    def on_snapshot(self, inst: str, msg: BookMsg) -> None:
+        """A REST snapshot arrived; bridge it unless the book got back in sync meanwhile."""
+        sb = self.books.get(inst)
+        if sb is None or sb.valid:
+            return
+        try:
+            sb.on_snapshot(msg)
+        except SnapshotTooOld as exc:
+            log.info("%s: %s snapshot too old (%s); fetching another", self.venue, inst, exc)
+            if self.fetcher is not None:
+                self.fetcher.request(inst)
+            return
+        except BookError as exc:
+            self._resync(inst, exc, self.conn_of[inst])
+            return
+        log.info("%s: %s in sync from REST snapshot at seq %d", self.venue, inst, sb.book.seq)
+        self.sink.mark(self.venue, self.symbols[inst], sb.book)
+
+    def _resync(self, inst: str, exc: BookError, conn: Connection) -> None:
+        self.metrics.resyncs.labels(self.venue, exc.reason).inc()
+        log.warning("%s: %s book broken (%s: %s); resyncing this instrument only", self.venue, inst, exc.reason, exc)
+        self.sink.mark_invalid(self.venue, self.symbols[inst])
+        frames = self.spec.resubscribe(inst, self.settings.channel)
+        if frames and conn.is_open:
+            for frame in frames:
+                conn.send(frame)
+        elif self.fetcher is not None:
+            self.fetcher.request(inst)
+
+    def _on_control(self, conn: Connection, ev: Control) -> None:
+        if ev.kind == "error":
+            self.metrics.venue_errors.labels(self.venue).inc()
+            log.error("%s: venue error: %s", self.venue, ev.detail)
+        elif ev.kind == "reconnect":
+            log.warning("%s[%d]: venue asks to reconnect (%s)", self.venue, conn.shard, ev.detail)
+            conn.request_close("venue_notice")
+        elif ev.kind == "ignored":
+            self.metrics.parse_errors.labels(self.venue, "unexpected_channel").inc()
+
+    def _snapshot_request(self, inst: str) -> SnapshotRequest:
+        assert self.spec.snapshot_request is not None
+        return self.spec.snapshot_request(self.settings.rest_url, inst)
+
+    def _snapshot_outcome(self, outcome: str) -> None:
+        self.metrics.snapshots.labels(self.venue, outcome).inc()

@@ -1,0 +1,197 @@
+"""The one websocket connection loop every venue runs (picows underneath).
+
+``run_connection`` connects, lets the collector subscribe, keeps the venue's keepalive
+(text ping/pong via picows' auto-ping; protocol PINGs are answered automatically),
+watches for silence, closes before the venue's connection lifetime runs out, and
+reconnects with full-jitter exponential backoff, forever, until ``stop`` is set.
+Frames are handed to the collector synchronously from picows' receive callback: no
+queue and no await between the socket and the book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+import picows
+
+from scanner.aio import wait_stop
+from scanner.feed.backoff import backoff
+
+log = logging.getLogger(__name__)
+
+HEALTHY_AFTER_S = 30.0  # a connection that lived this long resets the backoff
+
+
+class FrameSink(Protocol):
+    def on_open(self, conn: Connection) -> None: ...
+    def on_frame(self, conn: Connection, payload: bytes, recv_ns: int) -> None: ...
+    def on_close(self, conn: Connection, reason: str) -> None: ...
+    def on_reconnect_wait(self, conn: Connection, reason: str, delay: float) -> None: ...
+
+
+class Connection:
+    """One logical venue connection (a shard of instruments) across reconnects."""
+
+    def __init__(self, venue: str, url: str, insts: Sequence[str], *, text_ping: bytes | None,
+                 text_pong: bytes | None, ping_idle_s: float, watchdog_s: float, max_age_s: float,
+                 max_sends_per_s: float, shard: int = 0) -> None:
+        self.venue, self.url, self.insts, self.shard = venue, url, list(insts), shard
+        self.text_ping, self.text_pong, self.ping_idle_s = text_ping, text_pong, ping_idle_s
+        self.watchdog_s, self.max_age_s = watchdog_s, max_age_s
+        self.send_interval = 1.0 / max_sends_per_s if max_sends_per_s > 0 else 0.0
+        self.transport: picows.WSTransport | None = None
+        self.last_frame = 0.0  # monotonic time of the last frame handed to the sink
+        self.opened_at = 0.0
+        self._outbox: deque[str] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._close_reason: str | None = None
+        self._close_requested = asyncio.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None
+
+    def send(self, text: str) -> None:
+        """Queue a frame; frames go out paced within the venue's client message rate."""
+        self._outbox.append(text)
+        self._outbox_ready.set()
+
+    def request_close(self, reason: str) -> None:
+        """Close the socket soon (e.g. the venue announced maintenance); the loop reconnects."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        self._close_requested.set()
+
+    async def _pace_sends(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            while self._outbox and self.transport is not None:
+                self.transport.send(picows.WSMsgType.TEXT, self._outbox.popleft().encode())
+                if self.send_interval:
+                    await asyncio.sleep(self.send_interval)
+            self._outbox_ready.clear()
+
+
+class _Listener(picows.WSListener):
+    def __init__(self, conn: Connection, sink: FrameSink) -> None:
+        self.conn, self.sink = conn, sink
+        self.fragments: list[bytes] = []
+        self.disconnected = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        mt = frame.msg_type
+        if mt is picows.WSMsgType.TEXT or mt is picows.WSMsgType.BINARY:
+            if frame.fin:
+                self._deliver(frame.get_payload_as_bytes())
+            else:
+                self.fragments = [frame.get_payload_as_bytes()]
+        elif mt is picows.WSMsgType.CONTINUATION:
+            self.fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                payload, self.fragments = b"".join(self.fragments), []
+                self._deliver(payload)
+        elif mt is picows.WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def _deliver(self, payload: bytes) -> None:
+        recv_ns = time.time_ns()
+        self.conn.last_frame = time.monotonic()
+        try:
+            self.sink.on_frame(self.conn, payload, recv_ns)
+        except Exception:  # a bug in handling one frame must not kill the connection
+            log.exception("%s: frame handler failed; frame skipped", self.conn.venue)
+
+    def send_user_specific_ping(self, transport: picows.WSTransport) -> None:
+        if self.conn.text_ping is not None:
+            transport.send(picows.WSMsgType.TEXT, self.conn.text_ping)
+        else:
+            transport.send_ping()
+
+    def is_user_specific_pong(self, frame: picows.WSFrame) -> bool:
+        if self.conn.text_pong is None:
+            return bool(frame.msg_type is picows.WSMsgType.PONG)
+        return bool(frame.msg_type is picows.WSMsgType.TEXT and frame.get_payload_as_bytes() == self.conn.text_pong)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        if not self.disconnected.done():
+            self.disconnected.set_result(None)
+
+
+async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event) -> None:
+    """Keep ``conn`` connected until ``stop`` is set. Never gives up."""
+    delays = backoff()
+    ssl_ctx = ssl.create_default_context() if conn.url.startswith("wss://") else None
+    while not stop.is_set():
+        reason = "connect_failed"
+        try:
+            transport, listener = await picows.ws_connect(
+                lambda: _Listener(conn, sink), conn.url, ssl_context=ssl_ctx,
+                enable_auto_ping=conn.ping_idle_s > 0, auto_ping_idle_timeout=conn.ping_idle_s or 10.0,
+                auto_ping_reply_timeout=10.0, websocket_handshake_timeout=10.0, max_frame_size=64 * 1024 * 1024,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s[%d]: connect to %s failed: %s", conn.venue, conn.shard, conn.url, exc)
+        else:
+            assert isinstance(listener, _Listener)
+            reason = await _serve(conn, sink, transport, listener, stop)
+        if stop.is_set():
+            break
+        if conn.opened_at and time.monotonic() - conn.opened_at > HEALTHY_AFTER_S:
+            delays = backoff()
+        delay = next(delays)
+        sink.on_reconnect_wait(conn, reason, delay)
+        await wait_stop(stop, delay)
+
+
+async def _serve(conn: Connection, sink: FrameSink, transport: picows.WSTransport, listener: _Listener,
+                 stop: asyncio.Event) -> str:
+    conn.transport = transport
+    conn.opened_at = conn.last_frame = time.monotonic()
+    conn._close_reason = None
+    conn._close_requested.clear()
+    conn._outbox.clear()
+    pacer = asyncio.create_task(conn._pace_sends(), name=f"{conn.venue}-sends")
+    reason = "closed_by_venue"
+    try:
+        sink.on_open(conn)
+        check = min(1.0, conn.watchdog_s / 4)
+        stop_wait = asyncio.ensure_future(stop.wait())
+        close_wait = asyncio.ensure_future(conn._close_requested.wait())
+        try:
+            while True:
+                await asyncio.wait({listener.disconnected, stop_wait, close_wait}, timeout=check,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                now = time.monotonic()
+                if listener.disconnected.done():
+                    break
+                if stop.is_set():
+                    reason = "stop"
+                elif conn._close_requested.is_set():
+                    reason = conn._close_reason or "requested"
+                elif now - conn.last_frame > conn.watchdog_s:
+                    reason = "watchdog"
+                    log.warning("%s[%d]: no data for %.1fs; reconnecting", conn.venue, conn.shard, conn.watchdog_s)
+                elif conn.max_age_s and now - conn.opened_at > conn.max_age_s:
+                    reason = "max_age"
+                else:
+                    continue
+                transport.send_close(picows.WSCloseCode.OK)
+                transport.disconnect()
+                break
+        finally:
+            stop_wait.cancel()
+            close_wait.cancel()
+    finally:
+        pacer.cancel()
+        conn.transport = None
+        sink.on_close(conn, reason)
+    return reason

@@ -1,0 +1,1 @@
+"""Outputs downstream of the books: metrics, the opportunities stream and log lines."""

@@ -1,0 +1,101 @@
+"""Every Prometheus metric the scanner exports, in one object built on one registry.
+
+Label sets stay low-cardinality: venue, symbol, venue pair and reason; never prices.
+Hot paths count locally and flush here in batches (see the collector and detector).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# (venue, symbol, exchange time of the last applied frame in ms, receive time in ns, valid)
+BookAgeRow = tuple[str, str, int, int, bool]
+
+
+class _BookAgeCollector(Collector):
+    """Computes book ages at scrape time, so a silent feed shows a growing age."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Iterable[BookAgeRow]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        exch = GaugeMetricFamily("scanner_book_age_seconds",
+                                 "Seconds since the exchange timestamp of the last frame applied to the book",
+                                 labels=["venue", "symbol"])
+        recv = GaugeMetricFamily("scanner_book_receive_age_seconds",
+                                 "Seconds since the last frame for the book was received",
+                                 labels=["venue", "symbol"])
+        valid = GaugeMetricFamily("scanner_book_valid", "1 if the book is in sync and usable, else 0",
+                                  labels=["venue", "symbol"])
+        now_ns = time.time_ns()
+        for source in self.sources:
+            for venue, symbol, exch_ms, recv_ns, ok in source():
+                if exch_ms:
+                    exch.add_metric([venue, symbol], max(0.0, now_ns / 1e9 - exch_ms / 1e3))
+                if recv_ns:
+                    recv.add_metric([venue, symbol], max(0.0, (now_ns - recv_ns) / 1e9))
+                valid.add_metric([venue, symbol], 1.0 if ok else 0.0)
+        yield exch
+        yield recv
+        yield valid
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        # collectors
+        self.messages = Counter("scanner_messages", "Frames received from venues", ["venue"], registry=r)
+        self.book_updates = Counter("scanner_book_updates", "Book frames applied to a valid book", ["venue"],
+                                    registry=r)
+        self.parse_errors = Counter("scanner_parse_errors", "Frames that could not be parsed and were skipped",
+                                    ["venue", "reason"], registry=r)
+        self.venue_errors = Counter("scanner_venue_errors", "Error frames sent by the venue (e.g. bad subscription)",
+                                    ["venue"], registry=r)
+        self.reconnects = Counter("scanner_reconnects", "Connections re-established after a loss",
+                                  ["venue", "reason"], registry=r)
+        self.resyncs = Counter("scanner_resyncs", "Books invalidated and resynchronised", ["venue", "reason"],
+                               registry=r)
+        self.snapshots = Counter("scanner_rest_snapshots", "REST book snapshot requests by outcome",
+                                 ["venue", "outcome"], registry=r)
+        self.connections = Gauge("scanner_connections", "Open websocket connections", ["venue"], registry=r)
+        self.feed_latency = Histogram("scanner_feed_latency_seconds", "Exchange timestamp to local receive time",
+                                      ["venue"], buckets=FEED_BUCKETS, registry=r)
+        self.book_writes = Counter("scanner_book_writes", "Books written to Redis", ["venue"], registry=r)
+        self.redis_errors = Counter("scanner_redis_errors", "Failed Redis operations", ["component"], registry=r)
+        self.store_backlog = Gauge("scanner_store_backlog", "Books waiting to be written to Redis", registry=r)
+        # detector
+        self.evaluations = Counter("scanner_evaluations", "Venue-pair evaluations run by the detector", registry=r)
+        self.opportunities = Counter("scanner_opportunities", "Opportunities emitted",
+                                     ["symbol", "buy_venue", "sell_venue"], registry=r)
+        self.refusals = Counter("scanner_refusals", "Books or opportunities refused, by reason",
+                                ["reason", "venue"], registry=r)
+        self.spread_gross = Gauge("scanner_spread_gross_bps", "Top-of-book gross spread, sell bid over buy ask, bps",
+                                  ["symbol", "buy_venue", "sell_venue"], registry=r)
+        self.spread_net = Gauge("scanner_spread_net_bps", "Top-of-book spread after both taker fees, bps",
+                                ["symbol", "buy_venue", "sell_venue"], registry=r)
+        self.opportunity_size = Gauge("scanner_opportunity_size_base", "Executable size of the last opportunity",
+                                      ["symbol", "buy_venue", "sell_venue"], registry=r)
+        self.opportunity_profit = Counter("scanner_opportunity_profit_quote",
+                                          "Sum of expected profit of emitted opportunities (quote currency)",
+                                          ["symbol", "buy_venue", "sell_venue"], registry=r)
+        self.detect_latency = Histogram("scanner_detect_latency_seconds",
+                                        "Frame received to opportunity emitted (written to Redis)",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.detector_books = Gauge("scanner_detector_books", "Books the detector currently holds", registry=r)
+        self._ages = _BookAgeCollector()
+        r.register(self._ages)
+
+    def add_book_source(self, source: Callable[[], Iterable[BookAgeRow]]) -> None:
+        """Register a callable listing books for the scrape-time age/validity gauges."""
+        self._ages.sources.append(source)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

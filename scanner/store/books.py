@@ -1,0 +1,99 @@
+"""BookStore: writes the latest top-N of every changed book to Redis, coalesced and pipelined.
+
+Collectors call :meth:`BookStore.mark` from the receive path (no I/O, no await). A writer
+task takes every book marked since its last pass, serialises each once and sends one
+pipeline (``SET key payload PX ttl`` + ``PUBLISH``). Many updates to one book between two
+passes cost one write. If Redis is away the marks are kept (newest wins), the books stay
+in memory, errors are counted and the writer retries with backoff; nothing raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from scanner.aio import wait_stop
+from scanner.book.l2 import L2Book
+from scanner.config import RedisSettings
+from scanner.sinks.metrics import Metrics
+from scanner.store.schema import book_key, encode_book
+
+log = logging.getLogger(__name__)
+
+
+class BookStore:
+    """Implements the collector's ``BookSink``."""
+
+    def __init__(self, redis: Redis, settings: RedisSettings, metrics: Metrics) -> None:
+        self.redis, self.settings, self.metrics = redis, settings, metrics
+        self._dirty: dict[tuple[str, str], L2Book | None] = {}
+        self._wake = asyncio.Event()
+        self.writes = 0
+        self.failures = 0
+        self.healthy = True
+
+    def mark(self, venue: str, symbol: str, book: L2Book) -> None:
+        self._dirty[(venue, symbol)] = book
+        self._wake.set()
+
+    def mark_invalid(self, venue: str, symbol: str) -> None:
+        self._dirty[(venue, symbol)] = None
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._dirty)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.05
+        while True:
+            if not self._dirty:
+                if stop.is_set():
+                    return
+                stop_wait = asyncio.ensure_future(stop.wait())
+                wake_wait = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                wake_wait.cancel()
+                continue
+            self._wake.clear()
+            batch, self._dirty = self._dirty, {}
+            try:
+                await self._write(batch)
+            except (RedisError, OSError) as exc:
+                self.failures += 1
+                self.metrics.redis_errors.labels("book_store").inc()
+                if self.healthy:
+                    log.error("redis: book writes failing (%s); keeping books in memory and retrying", exc)
+                self.healthy = False
+                for k, v in batch.items():  # keep marks made meanwhile: they are newer
+                    self._dirty.setdefault(k, v)
+                self.metrics.store_backlog.set(len(self._dirty))
+                if stop.is_set():
+                    return
+                await wait_stop(stop, delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if not self.healthy:
+                log.warning("redis: book writes recovered")
+            self.healthy, delay = True, 0.05
+
+    async def _write(self, batch: dict[tuple[str, str], L2Book | None]) -> None:
+        s = self.settings
+        now = time.time_ns()
+        pipe = self.redis.pipeline(transaction=False)
+        for (venue, symbol), book in batch.items():
+            payload = encode_book(venue, symbol, book, s.book_depth, now)
+            pipe.set(book_key(symbol, venue), payload, px=s.book_ttl_ms)
+            pipe.publish(s.channel, payload)
+        await pipe.execute()
+        self.writes += len(batch)
+        per_venue: dict[str, int] = {}
+        for venue, _ in batch:
+            per_venue[venue] = per_venue.get(venue, 0) + 1
+        for venue, n in per_venue.items():
+            self.metrics.book_writes.labels(venue).inc(n)

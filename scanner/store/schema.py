@@ -1,0 +1,68 @@
+"""The Redis book schema, shared by the writer (collectors) and the reader (detector).
+
+Key      ``book:{<symbol>}:<venue>``   e.g. ``book:{BTC/USDT}:okx``. The ``{symbol}`` hash tag
+         puts every venue's book of one symbol in the same Redis Cluster slot.
+Value    orjson object, see :func:`encode_book`; written with a TTL (``redis.book_ttl_ms``).
+Channel  ``redis.channel`` (default ``books``): every write is also PUBLISHed with the same
+         payload, so the detector needs no extra GET.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from scanner.book.l2 import L2Book, Pair
+
+KEY_PREFIX = "book:"
+
+
+def book_key(symbol: str, venue: str) -> str:
+    return f"{KEY_PREFIX}{{{symbol}}}:{venue}"
+
+
+def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns: int) -> bytes:
+    """``{"venue","symbol","valid","bids":[[px,sz]...],"asks":...,"seq","exch_ms","recv_ns","pub_ns"}``.
+
+    Prices/sizes are the venue's exact strings, best first, at most ``depth`` per side.
+    ``exch_ms`` is the venue's timestamp of the last applied frame (0 if unknown),
+    ``recv_ns`` its local receive time and ``pub_ns`` when this payload was written. A
+    book that is resyncing is written with ``valid: false`` and no levels."""
+    if book is None:
+        return orjson.dumps({"venue": venue, "symbol": symbol, "valid": False, "bids": [], "asks": [],
+                             "seq": 0, "exch_ms": 0, "recv_ns": 0, "pub_ns": pub_ns})
+    return orjson.dumps({
+        "venue": venue, "symbol": symbol, "valid": True,
+        "bids": book.bids.top(depth), "asks": book.asks.top(depth),
+        "seq": book.seq, "exch_ms": book.exch_ms, "recv_ns": book.recv_ns, "pub_ns": pub_ns,
+    })
+
+
+@dataclass(slots=True)
+class BookView:
+    """A book as the detector sees it: exact levels plus floats for a cheap pre-check."""
+
+    venue: str
+    symbol: str
+    valid: bool
+    bids: list[Pair]
+    asks: list[Pair]
+    exch_ms: int
+    recv_ns: int
+    best_bid: float
+    best_ask: float
+
+
+def decode_book(payload: bytes | str) -> BookView:
+    """Parse a payload written by :func:`encode_book`; raises ValueError if it is not one."""
+    try:
+        d = orjson.loads(payload)
+        bids = [(str(p), str(s)) for p, s in d["bids"]]
+        asks = [(str(p), str(s)) for p, s in d["asks"]]
+        return BookView(
+            str(d["venue"]), str(d["symbol"]), bool(d["valid"]), bids, asks, int(d["exch_ms"]), int(d["recv_ns"]),
+            float(bids[0][0]) if bids else 0.0, float(asks[0][0]) if asks else 0.0,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a book payload: {exc!r}") from None
