@@ -23,22 +23,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """Only the chosen subcommand's module is imported (fast start, and one broken
+    subcommand cannot break the others)."""
     ap = argparse.ArgumentParser(prog="scanner", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(module)
-        mod.add_arguments(p, name) if _takes_name(mod) else mod.add_arguments(p)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
     return ap
 
 
-def _takes_name(mod: object) -> bool:
-    return getattr(mod, "COMMAND_TAKES_NAME", False) is True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     rc: int = module.main(args)
     return rc

@@ -1,0 +1,139 @@
+"""Detector math against hand-computed cases (Decimal arithmetic worked out in the comments)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from scanner.config import DetectorSettings
+from scanner.detect.detector import SpreadDetector
+from scanner.detect.spread import walk
+from scanner.sinks.metrics import Metrics
+from scanner.store.schema import BookView
+
+FEE = Decimal("0.001")
+ASKS = [("100", "1"), ("100.5", "2"), ("101", "5")]
+BIDS = [("101.2", "1.5"), ("101", "1"), ("100.6", "10")]
+
+
+def view(venue: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], *, valid: bool = True,
+         age_ms: float = 0.0, now_ns: int | None = None) -> BookView:
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    recv = now_ns - int(age_ms * 1e6)
+    return BookView(venue, "BTC/USDT", valid, bids, asks, recv // 1_000_000, recv,
+                    float(bids[0][0]) if bids else 0.0, float(asks[0][0]) if asks else 0.0)
+
+
+def test_single_level() -> None:
+    # cost 100 * 1.001 = 100.1; proceeds 101 * 0.999 = 100.899; profit 0.799
+    f = walk([("100", "1")], [("101", "2")], FEE, FEE, Decimal(0))
+    assert f is not None
+    assert (f.size, f.buy_vwap, f.sell_vwap) == (Decimal(1), Decimal(100), Decimal(101))
+    assert f.gross_bps == Decimal(100)
+    assert f.profit == Decimal("0.799")
+    assert f.net_bps.quantize(Decimal("0.0001")) == Decimal("79.8202")  # 0.799 / 100.1 * 1e4
+
+
+def test_multi_level_walk_stops_where_marginal_edge_falls_below_threshold() -> None:
+    # marginal edges: 1@100 vs 101.2 → 99.78 bps; 0.5@100.5 vs 101.2 → 49.53; 1@100.5 vs 101 → 29.67;
+    # then 100.5 vs 100.6 → negative: stop. size 2.5, cost 250.75, proceeds 252.8
+    f = walk(ASKS, BIDS, FEE, FEE, Decimal(10))
+    assert f is not None
+    assert f.size == Decimal("2.5")
+    assert f.buy_vwap == Decimal("100.3") and f.sell_vwap == Decimal("101.12")
+    assert f.net_cost == Decimal("251.00075") and f.net_proceeds == Decimal("252.5472")
+    assert f.profit == Decimal("1.54645")
+    assert (f.levels_buy, f.levels_sell) == (2, 2)
+    # a 40 bps threshold stops before the third step (29.67 bps): 1.5 taken
+    g = walk(ASKS, BIDS, FEE, FEE, Decimal(40))
+    assert g is not None and g.size == Decimal("1.5")
+    assert g.cost == Decimal("150.25") and g.proceeds == Decimal("151.8")
+
+
+def test_fees_turn_a_positive_gross_spread_negative() -> None:
+    # gross 15 bps; 100.15 * 0.999 = 100.04985 < 100.1: nothing survives the fees
+    assert walk([("100", "1")], [("100.15", "1")], FEE, FEE, Decimal(0)) is None
+    assert walk([("100", "1")], [("100.15", "1")], Decimal(0), Decimal(0), Decimal(0)) is not None
+
+
+def test_notional_cap() -> None:
+    f = walk(ASKS, BIDS, FEE, FEE, Decimal(10), max_notional=Decimal("120"))
+    assert f is not None
+    # 1 @ 100 = 100 spent, then (120 - 100) / 100.5 more at 100.5
+    assert f.cost == Decimal("120")
+    assert f.size == 1 + Decimal(20) / Decimal("100.5")
+
+
+def detector(**kw: object) -> tuple[SpreadDetector, Metrics]:
+    m = Metrics()
+    settings = DetectorSettings(**{"min_net_bps": Decimal(10), "min_profit_quote": Decimal("0.5"),
+                                   "max_book_age_ms": 1000, "emit_interval_ms": 1000, **kw})  # type: ignore[arg-type]
+    return SpreadDetector({"okx": FEE, "binance": FEE}, settings, m), m
+
+
+def refusals(m: Metrics, reason: str, venue: str) -> float:
+    v = m.registry.get_sample_value("scanner_refusals_total", {"reason": reason, "venue": venue})
+    return v or 0.0
+
+
+def test_detector_reports_both_directions_correctly() -> None:
+    d, m = detector()
+    now = time.time_ns()
+    assert d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now) == []
+    opps = d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)
+    assert len(opps) == 1
+    o = opps[0]
+    assert (o.buy_venue, o.sell_venue, o.size, o.buy_vwap, o.sell_vwap) == ("okx", "binance", "2.5", "100.3", "101.12")
+    assert o.profit_quote == "1.54645" and o.net_bps == "61.6114"  # 1.54645 / 251.00075 * 1e4
+    assert o.gross_bps == "81.7547"
+    # the reverse direction (buy binance at 102, sell okx at 99) is evaluated too and is deeply negative
+    assert m.registry.get_sample_value("scanner_spread_net_bps",
+                                       {"symbol": "BTC/USDT", "buy_venue": "binance", "sell_venue": "okx"}) < -200
+
+
+def test_detector_throttles_an_open_opportunity_and_reopens_after_close() -> None:
+    d, _ = detector(max_book_age_ms=5000)
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    assert len(d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)) == 1
+    assert d.update(view("binance", BIDS, [("102", "1")], now_ns=now + 1000), now + 1000) == []  # within interval
+    later = now + 1_100_000_000
+    assert len(d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)) == 1
+    closed = later + 1
+    assert d.update(view("binance", [("99.5", "1")], [("102", "1")], now_ns=closed), closed) == []
+    again = closed + 1
+    assert len(d.update(view("binance", BIDS, [("102", "1")], now_ns=again), again)) == 1
+
+
+def test_stale_invalid_crossed_books_are_refused() -> None:
+    d, m = detector()
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    assert d.update(view("binance", BIDS, [("102", "1")], age_ms=1500, now_ns=now), now) == []
+    assert refusals(m, "stale_book", "binance") == 1
+    assert d.update(view("binance", BIDS, [("102", "1")], valid=False, now_ns=now), now) == []
+    assert refusals(m, "invalid_book", "binance") == 1
+    assert d.update(view("binance", [("103", "1")], [("102", "1")], now_ns=now), now) == []
+    assert refusals(m, "crossed_book", "binance") == 1
+    # the okx book ages past the limit: a fresh binance book no longer pairs with it
+    later = now + 1_500_000_000
+    assert d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later) == []
+    assert refusals(m, "stale_book", "okx") == 1
+
+
+def test_stale_by_exchange_timestamp_even_if_received_just_now() -> None:
+    d, m = detector()
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    v = view("binance", BIDS, [("102", "1")], now_ns=now)
+    v.exch_ms = now // 1_000_000 - 5000  # the venue stamped it 5 s ago
+    assert d.update(v, now) == []
+    assert refusals(m, "stale_book", "binance") == 1
+
+
+def test_profit_below_minimum_is_refused() -> None:
+    d, m = detector(min_profit_quote=Decimal(2))  # the walk yields 1.54645
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    assert d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now) == []
+    assert refusals(m, "below_min_profit", "okx") == 1
