@@ -95,6 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("picows").setLevel(logging.WARNING)  # our own connect/close lines say the same
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def load_settings(path: str) -> Settings | None:

@@ -83,7 +83,7 @@ async def print_opportunities(settings: Settings, stop: asyncio.Event) -> None:
                 got = await redis.xread({settings.redis.stream: last}, block=1000, count=100)
             except (RedisError, OSError) as exc:
                 log.warning("demo: cannot read the opportunity stream: %s", exc)
-                await asyncio.sleep(1)  # noqa: ASYNC110 - display retry pacing only
+                await asyncio.sleep(1)
                 continue
             for _stream, entries in got:
                 for entry_id, fields in entries:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -26,6 +27,9 @@ from scanner.sinks.metrics import BookAgeRow, Metrics
 from scanner.venues.spec import SnapshotRequest, VenueSpec
 
 log = logging.getLogger(__name__)
+
+RESYNC_MEMORY_S = 60.0  # resyncs of one instrument closer than this count as a streak
+RESYNC_MAX_DELAY_S = 30.0
 
 
 class BookSink(Protocol):
@@ -58,6 +62,7 @@ class VenueCollector:
             self.connections.append(conn)
             for inst in conn.insts:
                 self.conn_of[inst] = conn
+        self._resync_hist: dict[str, tuple[float, int]] = {}  # inst -> (last resync, streak)
         self.fetcher: SnapshotFetcher | None = None
         if spec.snapshot_request is not None and spec.parse_snapshot is not None:
             self.fetcher = SnapshotFetcher(self.venue, self._snapshot_request, spec.parse_snapshot,
@@ -146,7 +151,7 @@ class VenueCollector:
         try:
             changed = sb.on_message(msg)
         except BookError as exc:
-            self._resync(msg.inst, exc, conn)
+            self._resync(msg.inst, exc)
             return
         if changed:
             self._applied += 1
@@ -169,15 +174,33 @@ class VenueCollector:
                 self.fetcher.request(inst)
             return
         except BookError as exc:
-            self._resync(inst, exc, self.conn_of[inst])
+            self._resync(inst, exc)
             return
         log.info("%s: %s in sync from REST snapshot at seq %d", self.venue, inst, sb.book.seq)
         self.sink.mark(self.venue, self.symbols[inst], sb.book)
 
-    def _resync(self, inst: str, exc: BookError, conn: Connection) -> None:
+    def _resync(self, inst: str, exc: BookError) -> None:
+        """Publish the book as invalid now; ask the venue for a fresh one, at once the first
+        time and with growing delays (0.5 s … 30 s) if it keeps breaking within a minute,
+        so a misbehaving stream cannot burn the venue's subscription or REST budget."""
         self.metrics.resyncs.labels(self.venue, exc.reason).inc()
-        log.warning("%s: %s book broken (%s: %s); resyncing this instrument only", self.venue, inst, exc.reason, exc)
         self.sink.mark_invalid(self.venue, self.symbols[inst])
+        now = time.monotonic()
+        last, n = self._resync_hist.get(inst, (0.0, 0))
+        n = n + 1 if now - last < RESYNC_MEMORY_S else 1
+        self._resync_hist[inst] = (now, n)
+        delay = 0.0 if n == 1 else min(RESYNC_MAX_DELAY_S, 0.5 * 2 ** (n - 2))
+        log.warning("%s: %s book broken (%s: %s); resyncing this instrument only%s", self.venue, inst, exc.reason,
+                    exc, f" in {delay:.1f}s" if delay else "")
+        if delay:
+            asyncio.get_running_loop().call_later(delay, self._request_fresh_book, inst)
+        else:
+            self._request_fresh_book(inst)
+
+    def _request_fresh_book(self, inst: str) -> None:
+        if self.books[inst].valid:
+            return
+        conn = self.conn_of[inst]
         frames = self.spec.resubscribe(inst, self.settings.channel)
         if frames and conn.is_open:
             for frame in frames:

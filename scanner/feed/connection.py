@@ -134,7 +134,8 @@ async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event)
             transport, listener = await picows.ws_connect(
                 lambda: _Listener(conn, sink), conn.url, ssl_context=ssl_ctx,
                 enable_auto_ping=conn.ping_idle_s > 0, auto_ping_idle_timeout=conn.ping_idle_s or 10.0,
-                auto_ping_reply_timeout=10.0, websocket_handshake_timeout=10.0, max_frame_size=64 * 1024 * 1024,
+                auto_ping_reply_timeout=min(10.0, conn.ping_idle_s or 10.0), websocket_handshake_timeout=10.0,
+                max_frame_size=64 * 1024 * 1024,
             )
         except asyncio.CancelledError:
             raise
