@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import replace
 from decimal import Decimal
+from typing import cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -76,11 +77,12 @@ async def run_demo(settings: Settings, seed: int, stop: asyncio.Event) -> None:
 
 async def print_opportunities(settings: Settings, stop: asyncio.Event) -> None:
     redis = Redis.from_url(settings.redis.url)
-    last = "$"
+    last: str | bytes = "$"
     try:
         while not stop.is_set():
             try:
-                got = await redis.xread({settings.redis.stream: last}, block=1000, count=100)
+                got = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                           await redis.xread({settings.redis.stream: last}, block=1000, count=100))
             except (RedisError, OSError) as exc:
                 log.warning("demo: cannot read the opportunity stream: %s", exc)
                 await asyncio.sleep(1)
