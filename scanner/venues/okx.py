@@ -29,6 +29,7 @@ CHANNELS = ("books", "books5", "bbo-tbt")
 # Channels that exist on the public socket but carry no book for us.
 OTHER_CHANNELS = frozenset({"tickers", "trades", "candle1m", "funding-rate", "mark-price", "index-tickers"})
 SUBSCRIBE_BATCH = 100  # args per request; OKX caps a request at 64 KB
+NO_SEQ = -2  # frames from before OKX added seqId (2022 captures): no chain to check, only the checksum
 
 
 class OkxParser(Parser):
@@ -73,7 +74,7 @@ class OkxParser(Parser):
                     raise ParseError("okx: bids/asks are not lists")
                 out.append(BookMsg(
                     inst, snapshot, bids, asks,
-                    int(item.get("seqId", 0)), int(item.get("prevSeqId", -1)),
+                    int(item.get("seqId", NO_SEQ)), int(item.get("prevSeqId", NO_SEQ)),
                     int(item.get("checksum") or 0), int(item["ts"]), recv_ns,
                 ))
         except (KeyError, TypeError, ValueError) as exc:
@@ -96,8 +97,9 @@ def _control(event: object, arg: object, d: dict[str, object]) -> Control:
 
 def relation(msg: BookMsg, local: int, first: bool) -> int:
     """``prevSeqId`` must equal the last ``seqId``. Bridging a REST snapshot, the first
-    kept update may instead straddle it (``prevSeqId <= snapshot < seqId``)."""
-    if msg.prev == local:
+    kept update may instead straddle it (``prevSeqId <= snapshot < seqId``). Frames without
+    ``seqId`` (the pre-2023 protocol) carry no chain; their integrity rests on the checksum."""
+    if msg.prev == local or msg.seq == NO_SEQ:
         return APPLY
     if first and msg.prev <= local < msg.seq:
         return APPLY
