@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 import orjson
 from redis.asyncio import Redis
@@ -25,6 +26,8 @@ class OpportunitySink:
     def __init__(self, redis: Redis, settings: RedisSettings, metrics: Metrics) -> None:
         self.redis, self.settings, self.metrics = redis, settings, metrics
         self.emitted = 0
+        # frame received → stream write acknowledged, per opportunity (the benchmark reads these)
+        self.latencies_ns: deque[int] = deque(maxlen=200_000)
 
     async def emit(self, opps: list[Opportunity]) -> None:
         m = self.metrics
@@ -45,5 +48,6 @@ class OpportunitySink:
             m.opportunities.labels(*labels).inc()
             m.opportunity_size.labels(*labels).set(float(o.size))
             m.opportunity_profit.labels(*labels).inc(float(o.profit_quote))
+            self.latencies_ns.append(done_ns - o.recv_ns)
             m.detect_latency.observe(max(0.0, (done_ns - o.recv_ns) / 1e9))
             log.info("opportunity %s", p.decode())
