@@ -209,7 +209,12 @@ class VenueCollector:
             self.fetcher.request(inst)
 
     def _on_control(self, conn: Connection, ev: Control) -> None:
-        if ev.kind == "error":
+        if ev.kind == "subscribed":
+            if self.spec.snapshot_on_subscribe and self.fetcher is not None:
+                for inst in conn.insts:
+                    if not self.books[inst].valid:
+                        self.fetcher.request(inst)
+        elif ev.kind == "error":
             self.metrics.venue_errors.labels(self.venue).inc()
             log.error("%s: venue error: %s", self.venue, ev.detail)
         elif ev.kind == "reconnect":

@@ -151,6 +151,7 @@ VENUE = VenueSpec(
     instruments_path="/api/v3/exchangeInfo",
     parse_instruments=parse_instruments,
     rest_seed_after=1,
+    snapshot_on_subscribe=True,
     text_ping=None,
     text_pong=None,
     ping_idle_s=0.0,

@@ -180,6 +180,7 @@ VENUE = VenueSpec(
     instruments_path="/api/v5/public/instruments?instType=SPOT",
     parse_instruments=parse_instruments,
     rest_seed_after=3,
+    snapshot_on_subscribe=False,
     text_ping=b"ping",
     text_pong=b"pong",
     ping_idle_s=25.0,

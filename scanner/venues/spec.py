@@ -50,6 +50,9 @@ class VenueSpec:
     parse_instruments: Callable[[bytes], list[Market]]
     # Buffered diffs (with no snapshot yet) after which a REST snapshot is fetched; 0 = never.
     rest_seed_after: int
+    # Fetch REST snapshots as soon as the venue acknowledges a subscription (the venue never
+    # pushes one itself, and a quiet book may send no diff for a long time).
+    snapshot_on_subscribe: bool
     # Text keepalive: send ``text_ping`` after ``ping_idle_s`` of silence, expect ``text_pong``.
     text_ping: bytes | None
     text_pong: bytes | None

@@ -1,0 +1,165 @@
+"""End to end: simulators + collectors + real Redis + detector, all in-process.
+
+Waiting is on events with deadlines: the Redis stream (XREAD BLOCK) or the simulator's
+own ticks (``wait_ticks``) between checks of a condition; never bare sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from scanner.app import COLLECT, DETECT, Pipeline
+from scanner.config import Settings, from_dict
+from scanner.sim.server import SimCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+FEE = Decimal("0.001")
+
+
+def settings_for(sims: SimCluster, redis_url: str, cache: Path, **detector: Any) -> Settings:
+    return from_dict({
+        "symbols": sims.symbols,
+        "venues": {name: {"ws_url": sims.url(name), "rest_url": sims.rest_url(name), "watchdog_s": 60}
+                   for name in sims.venues},
+        "redis": {"url": redis_url},
+        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000, **detector},
+        "metrics": {"port": 0},
+        "markets": {"cache_dir": str(cache), "refresh": True},
+    }, {})
+
+
+@pytest.fixture
+def market_cache(tmp_path: Path) -> Path:
+    cache = tmp_path / "markets"
+    shutil.copytree(ROOT / "configs" / "markets", cache)
+    return cache
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Pipeline]:
+    pipeline = Pipeline(settings, {COLLECT, DETECT})
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.wait_for(pipeline.started.wait(), 15)
+        yield pipeline
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
+    async def loop() -> None:
+        while not cond():
+            await sims.wait_ticks(1)
+    try:
+        await asyncio.wait_for(loop(), seconds)
+    except TimeoutError:
+        pytest.fail(f"timed out after {seconds}s waiting for {what}")
+
+
+async def next_opportunities(r: Redis, last: bytes | str, wait_s: float) -> list[tuple[bytes, dict[str, Any]]]:
+    got = await r.xread({"opportunities": last}, block=int(wait_s * 1000), count=100)
+    return [(eid, orjson.loads(f[b"data"])) for _, entries in got for eid, f in entries]
+
+
+def metric(p: Pipeline, name: str, labels: dict[str, str] | None = None) -> float:
+    return p.metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_injected_spread_reported_with_exact_size_and_profit(redis_url: str, market_cache: Path) -> None:
+    async with SimCluster(venues=["okx", "binance"], symbols=["BTC/USDT"], tick_ms=50, seed=3) as sims:
+        sims.freeze()
+        sims.set_book("okx", "BTC/USDT", bids=[["64990", "1"]], asks=[["65000", "0.5"], ["65010", "1"]])
+        sims.set_book("binance", "BTC/USDT", bids=[["65200", "0.3"], ["65150", "1"]], asks=[["65210", "1"]])
+        r = Redis.from_url(redis_url, socket_timeout=30)
+        async with running(settings_for(sims, redis_url, market_cache)):
+            opps = await next_opportunities(r, "0", wait_s=20)
+        await r.aclose()
+    assert opps, "no opportunity reached the Redis stream"
+    o = opps[0][1]
+    # hand walk: 0.3 @ 65000 vs 65200 (10.7 bps), 0.2 @ 65000 vs 65150 (3.05 bps), then 65010 vs 65150 is
+    # 1.5 bps < 2: stop. size 0.5, cost 32500, proceeds 32590, profit 32590*0.999 - 32500*1.001 = 24.91
+    assert (o["symbol"], o["buy_venue"], o["sell_venue"]) == ("BTC/USDT", "okx", "binance")
+    assert (o["size"], o["buy_vwap"], o["sell_vwap"], o["profit_quote"]) == ("0.5", "65000", "65180", "24.91")
+    assert Decimal(o["net_bps"]) == (Decimal("24.91") / Decimal("32532.5") * 10000).quantize(Decimal("0.0001"))
+    assert o["buy_book_age_ms"] >= 0 and o["sell_book_age_ms"] >= 0
+    assert all(x[1]["buy_venue"] == "okx" for x in opps)  # the reverse direction never qualifies
+
+
+async def test_spread_smaller_than_fees_is_not_reported(redis_url: str, market_cache: Path) -> None:
+    async with SimCluster(venues=["okx", "binance"], symbols=["BTC/USDT"], tick_ms=50, seed=4) as sims:
+        sims.freeze()
+        # 15.4 bps gross, but 20 bps of taker fees: net (65100*0.999 - 65000*1.001) / 65065 = -4.626 bps
+        sims.set_book("okx", "BTC/USDT", bids=[["64990", "1"]], asks=[["65000", "2"]])
+        sims.set_book("binance", "BTC/USDT", bids=[["65100", "2"]], asks=[["65210", "1"]])
+        r = Redis.from_url(redis_url, socket_timeout=30)
+        async with running(settings_for(sims, redis_url, market_cache, min_net_bps=0, min_profit_quote=0)) as p:
+            labels = {"symbol": "BTC/USDT", "buy_venue": "okx", "sell_venue": "binance"}
+            await until(lambda: abs(metric(p, "scanner_spread_net_bps", labels) + 4.626) < 0.01, sims,
+                        "the detector to evaluate both injected books")
+            gross = metric(p, "scanner_spread_gross_bps", labels)
+            assert 15.3 < gross < 15.5
+            assert await r.xlen("opportunities") == 0
+            assert metric(p, "scanner_opportunities_total", labels) == 0
+        await r.aclose()
+
+
+async def test_corrupted_level_caught_by_checksum_resyncs_only_that_symbol(redis_url: str,
+                                                                           market_cache: Path) -> None:
+    async with SimCluster(venues=["okx", "binance"], symbols=["BTC/USDT", "ETH/USDT"], tick_ms=50, seed=5,
+                          okx_checksum=True) as sims:
+        # A small real opportunity: buy 0.01 BTC on Binance at 65000, sell on OKX at 65200.
+        sims.set_book("okx", "BTC/USDT", bids=[["65200", "0.01"], ["64900", "1"]], asks=[["65300", "1"]])
+        sims.set_book("binance", "BTC/USDT", bids=[["64800", "1"]], asks=[["65000", "5"]])
+        r = Redis.from_url(redis_url, socket_timeout=30)
+        async with running(settings_for(sims, redis_url, market_cache)) as p:
+            first = await next_opportunities(r, "0", wait_s=20)
+            assert first and first[0][1]["size"] == "0.01"
+            okx = p.collectors["okx"]
+            eth = okx.books["ETH-USDT"]
+            eth_seq = eth.book.seq
+            # The next OKX BTC update carries a best bid of 0.03000007 instead of 0.01, sequence intact:
+            # used, it would inflate the opportunity threefold. Only the checksum can tell.
+            sims.okx.corrupt_level("BTC/USDT", "size")
+            await until(lambda: metric(p, "scanner_resyncs_total", {"venue": "okx", "reason": "checksum"}) >= 1,
+                        sims, "the checksum mismatch")
+            await until(lambda: okx.books["BTC-USDT"].valid, sims, "BTC-USDT to resync")
+            await until(lambda: eth.book.seq != eth_seq, sims, "ETH-USDT to keep flowing")
+            after = await next_opportunities(r, first[-1][0], wait_s=20)
+            assert after, "the opportunity did not come back after the resync"
+            everything = first + after + await next_opportunities(r, after[-1][0], wait_s=0.3)
+            assert {o["size"] for _, o in everything} == {"0.01"}, "an opportunity came from the corrupt book"
+            assert eth.valid and okx.books["ETH-USDT"] is eth
+            assert metric(p, "scanner_resyncs_total", {"venue": "okx", "reason": "checksum"}) == 1
+            assert metric(p, "scanner_resyncs_total", {"venue": "binance", "reason": "seq_gap"}) == 0
+        await r.aclose()
+
+
+async def test_skipped_sequence_resyncs_that_symbol_from_rest(redis_url: str, market_cache: Path) -> None:
+    async with SimCluster(venues=["okx", "binance"], symbols=["BTC/USDT", "ETH/USDT"], tick_ms=50,
+                          seed=6) as sims, running(settings_for(sims, redis_url, market_cache)) as p:
+        bn = p.collectors["binance"]
+        await until(lambda: all(b.valid for b in bn.books.values()), sims, "Binance books to sync")
+        depth_calls = [q for q in sims.binance.requests if q.path.startswith("/api/v3/depth")]
+        assert {q.path.split("symbol=")[1].split("&")[0] for q in depth_calls} == {"BTCUSDT", "ETHUSDT"}
+        eth = bn.books["ETHUSDT"]
+        sims.binance.skip_seq("BTC/USDT")
+        await until(lambda: metric(p, "scanner_resyncs_total", {"venue": "binance", "reason": "seq_gap"}) >= 1,
+                    sims, "the sequence gap")
+        await until(lambda: bn.books["BTCUSDT"].valid, sims, "BTCUSDT to resync from REST")
+        later = [q for q in sims.binance.requests if q.path.startswith("/api/v3/depth")][len(depth_calls):]
+        assert [q.path.split("symbol=")[1].split("&")[0] for q in later] == ["BTCUSDT"]
+        assert eth.valid and metric(p, "scanner_resyncs_total", {"venue": "binance", "reason": "seq_gap"}) == 1
+        # and the OKX side was never touched
+        assert metric(p, "scanner_resyncs_total", {"venue": "okx", "reason": "seq_gap"}) == 0
