@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -69,7 +69,8 @@ async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: 
 
 
 async def next_opportunities(r: Redis, last: bytes | str, wait_s: float) -> list[tuple[bytes, dict[str, Any]]]:
-    got = await r.xread({"opportunities": last}, block=int(wait_s * 1000), count=100)
+    got = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+               await r.xread({"opportunities": last}, block=int(wait_s * 1000), count=100))
     return [(eid, orjson.loads(f[b"data"])) for _, entries in got for eid, f in entries]
 
 
