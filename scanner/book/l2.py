@@ -13,6 +13,11 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
 Pair = tuple[str, str]
+INF = float("inf")
+
+
+def _bad(px: str, sz: str) -> ValueError:
+    return ValueError(f"level {px!r} x {sz!r} is not a positive finite price with a finite size >= 0")
 
 
 class BookSide:
@@ -38,8 +43,11 @@ class BookSide:
         levels: dict[float, Pair] = {}
         for row in rows:
             px, sz = row[0], row[1]
-            if float(sz) != 0.0:
-                levels[float(px) * sign] = (px, sz)
+            p, q = float(px), float(sz)
+            if not (0.0 < p < INF and 0.0 <= q < INF):  # also rejects NaN
+                raise _bad(px, sz)
+            if q != 0.0:
+                levels[p * sign] = (px, sz)
         self.levels = levels
         self.keys = sorted(levels)
 
@@ -50,10 +58,13 @@ class BookSide:
         touched = False
         for row in rows:
             px, sz = row[0], row[1]
-            k = float(px) * sign
+            p, q = float(px), float(sz)
+            if not (0.0 < p < INF and 0.0 <= q < INF):  # also rejects NaN
+                raise _bad(px, sz)
+            k = p * sign
             if not touched and (len(keys) < watch or k <= keys[watch - 1]):
                 touched = True
-            if float(sz) == 0.0:
+            if q == 0.0:
                 if levels.pop(k, None) is not None:
                     del keys[bisect_left(keys, k)]
             else:
