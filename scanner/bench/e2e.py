@@ -48,7 +48,8 @@ def _pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=1000)[int(q * 1000) - 1] if len(xs) > 1 else (xs[0] if xs else 0.0)
 
 
-async def measure(seconds: float, symbols: list[str], redis_url: str, okx_port: int, binance_port: int) -> dict[str, float]:
+async def measure(seconds: float, symbols: list[str], redis_url: str, okx_port: int,
+                  binance_port: int) -> dict[str, float]:
     settings = from_dict({
         "symbols": symbols,
         "venues": {

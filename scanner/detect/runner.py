@@ -78,6 +78,11 @@ async def _handle(payload: bytes, detector: SpreadDetector, sink: OpportunitySin
         metrics.refusals.labels("bad_payload", "").inc()
         log.warning("detector: skipped a payload that is not a book: %s", exc)
         return
-    opps = detector.update(view, time.time_ns())
+    try:
+        opps = detector.update(view, time.time_ns())
+    except Exception:  # one bad update must not stop detection for every other symbol
+        metrics.refusals.labels("detector_error", view.venue).inc()
+        log.exception("detector: evaluating %s %s failed; update skipped", view.venue, view.symbol)
+        return
     if opps:
         await sink.emit(opps)

@@ -47,7 +47,7 @@ class OpportunitySink:
             labels = (o.symbol, o.buy_venue, o.sell_venue)
             m.opportunities.labels(*labels).inc()
             m.opportunity_size.labels(*labels).set(float(o.size))
-            m.opportunity_profit.labels(*labels).inc(float(o.profit_quote))
+            m.opportunity_profit.labels(*labels).inc(max(0.0, float(o.profit_quote)))
             self.latencies_ns.append(done_ns - o.recv_ns)
             m.detect_latency.observe(max(0.0, (done_ns - o.recv_ns) / 1e9))
             log.info("opportunity %s", p.decode())
