@@ -72,6 +72,7 @@ class MetricsSettings:
 class MarketSettings:
     cache_dir: Path = Path("configs/markets")
     refresh: bool = True  # fetch instruments from the venue at start, falling back to the cache
+    write_cache: bool = False  # rewrite the cache with what the venue returned (configs/ may be read-only)
 
 
 @dataclass(frozen=True)
@@ -222,10 +223,11 @@ def _metrics(r: dict[str, Any]) -> MetricsSettings:
 
 
 def _markets(r: dict[str, Any]) -> MarketSettings:
-    _no_unknown(r, {"cache_dir", "refresh"}, "markets.")
+    _no_unknown(r, {"cache_dir", "refresh", "write_cache"}, "markets.")
     d = MarketSettings()
     return MarketSettings(cache_dir=Path(str(r.get("cache_dir", d.cache_dir))),
-                          refresh=_bool(r.get("refresh", d.refresh), "markets.refresh"))
+                          refresh=_bool(r.get("refresh", d.refresh), "markets.refresh"),
+                          write_cache=_bool(r.get("write_cache", d.write_cache), "markets.write_cache"))
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Loads each venue's markets: from its instruments endpoint, else the cached copy in configs/.
 
-A successful fetch refreshes the cache when the listing changed, so the next offline
-start sees it. Symbols the venue does not list are reported by name and left out.
+With ``markets.write_cache`` a successful fetch also refreshes the cache when the
+listing changed, so the next offline start sees it (off by default: configs/ is often
+mounted read-only, and a venue serving fewer markets must not shrink the shipped copy).
+Symbols the venue does not list are reported by name and left out.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ async def load_markets(spec: VenueSpec, venue: VenueSettings, settings: MarketSe
             log.warning("%s: instruments from %s failed (%s); using the cached list in %s", spec.name, url, exc, cache)
         else:
             fresh = MarketMap(spec.name, markets)
-            if cached is None or fresh.by_id != cached.by_id:
+            if settings.write_cache and (cached is None or fresh.by_id != cached.by_id):
                 _write_cache(cache, body)
             return fresh
     if cached is None:
