@@ -1,0 +1,61 @@
+"""``scanner simulate``: serve simulated venues on local ports until Ctrl-C / SIGTERM (or for
+``--duration`` seconds), printing each venue's WebSocket and REST URLs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from scanner.sim.server import VENUE_CLASSES, SimCluster
+
+
+def _csv(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--venues", type=_csv, default=["okx", "binance"], help="comma list (default okx,binance)")
+    p.add_argument("--symbols", type=_csv, default=None,
+                   help="comma list of unified symbols, e.g. BTC/USDT,ETH/USDT (default: all in configs/markets)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--okx-port", type=int, default=8701)
+    p.add_argument("--binance-port", type=int, default=8702)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tick-ms", type=int, default=100, help="market tick and update cadence")
+    p.add_argument("--okx-checksum", action="store_true", help="real CRC32 checksums instead of 0")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C/SIGTERM")
+
+
+async def serve(args: argparse.Namespace) -> int:
+    unknown = [v for v in args.venues if v not in VENUE_CLASSES]
+    if unknown:
+        print(f"simulate: no simulator for {', '.join(unknown)} (have {', '.join(VENUE_CLASSES)})", file=sys.stderr)
+        return 2
+    ports = {"okx": args.okx_port, "binance": args.binance_port}
+    cluster = SimCluster(venues=args.venues, symbols=args.symbols, host=args.host, ports=ports, seed=args.seed,
+                         tick_ms=args.tick_ms, okx_checksum=args.okx_checksum)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with cluster:
+        for name, v in cluster.venues.items():
+            print(f"{name}: ws={v.url()} rest={v.rest_url()} symbols={len(v.states)}", flush=True)
+        if args.duration > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        else:
+            await stop.wait()
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but optional here
+        return asyncio.run(serve(args))
+    return uvloop.run(serve(args))
