@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -75,7 +76,7 @@ class SimVenue(Generic[S]):
             st = self.new_state(m, book)
             self.states[sym] = self.by_inst[m.venue_id] = st
         self.markets: list[Market] = [by_symbol[s] for s in self.states]
-        self.requests: list[RequestRecord] = []
+        self.requests: deque[RequestRecord] = deque(maxlen=100_000)  # oldest dropped first
         self.clients: set[SimConn] = set()
         self.stall_until = 0.0
         self._conn_n = 0
