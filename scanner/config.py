@@ -90,7 +90,6 @@ class Settings:
 TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level"}
 VENUE_KEYS = {"enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
               "rest_weight_per_min", "max_instruments_per_conn"}
-VENUE_CHANNELS = {"okx": ("books", "books5", "bbo-tbt"), "binance": ("depth@100ms", "depth")}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -168,7 +167,7 @@ def _venue(name: str, v: dict[str, Any], symbols: tuple[str, ...]) -> VenueSetti
     fee = DEFAULT_FEES[name].taker if "taker_fee" not in v else _decimal(v["taker_fee"], key + "taker_fee")
     if not Decimal(0) <= fee < Decimal("0.05"):
         raise ConfigError(f"{key}taker_fee: must be a fraction in [0, 0.05) such as 0.001 for 0.1 %; got {fee}")
-    channels = VENUE_CHANNELS[name]
+    channels = spec.channels
     return VenueSettings(
         name=name,
         ws_url=_url(v.get("ws_url", spec.ws_url), key + "ws_url", ("ws://", "wss://")),

@@ -40,8 +40,6 @@ from scanner.venues.spec import VenueSpec
 
 # Reasons reported even when zero, so the JSON line always has the same keys.
 ERROR_REASONS = ("seq_gap", "checksum", "crossed", "snapshot_too_old", "bad_level")
-# The book channel replayed when --channel is not given.
-DEFAULT_CHANNELS = {"okx": "books", "binance": "depth@100ms"}
 _PLACEHOLDER = "REPLAYINSTPLACEHOLDER"
 
 
@@ -245,7 +243,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="raw frames, one per line (optionally .zst), or a cryptofeed capture")
     p.add_argument("--venue", required=True, choices=sorted(VENUES), help="venue whose parser and books to use")
     p.add_argument("--channel", default=None,
-                   help=f"book channel (default: {', '.join(f'{k}={v}' for k, v in DEFAULT_CHANNELS.items())})")
+                   help="book channel (default: the venue's first, e.g. okx=books, binance=depth@100ms)")
     p.add_argument("--runs", type=int, default=3, help="timed runs; the median is reported (default 3)")
     p.add_argument("--warmup-lines", type=int, default=50_000,
                    help="untimed warm-up pass over this many frames first, as the peer harness does (0: none)")
@@ -273,11 +271,8 @@ def _runners(venue: str, channel: str, path: Path, warmup_lines: int
 
 def main(args: argparse.Namespace) -> int:
     venue: str = args.venue
-    channel: str | None = args.channel or DEFAULT_CHANNELS.get(venue)
+    channel: str = args.channel or VENUES[venue].channels[0]
     path: Path = args.file
-    if channel is None:
-        print(f"replay: --channel is required for {venue}", file=sys.stderr)
-        return 2
     if not path.is_file():
         print(f"replay: no such file: {path}", file=sys.stderr)
         return 2

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner.markets import Market
-from scanner.venues import binance as binance_venue
-from scanner.venues import okx as okx_venue
+from scanner.venues import VENUES
 
 # Starting mid prices of the simulated symbols (unified spelling).
 BASE_PRICES: dict[str, float] = {
@@ -122,9 +121,8 @@ class MarketWalk:
 
 def load_markets(venue: str, markets_dir: Path | None = None) -> tuple[list[Market], bytes]:
     """The venue's instruments from ``configs/markets/<venue>.json``: parsed rows and raw body."""
-    parsers = {"okx": okx_venue.parse_instruments, "binance": binance_venue.parse_instruments}
     body = ((markets_dir or MARKETS_DIR) / f"{venue}.json").read_bytes()
-    return parsers[venue](body), body
+    return VENUES[venue].parse_instruments(body), body
 
 
 def default_symbols(venues: Iterable[str], markets_dir: Path | None = None) -> list[str]:

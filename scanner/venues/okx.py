@@ -169,6 +169,7 @@ def parse_instruments(body: bytes) -> list[Market]:
 
 VENUE = VenueSpec(
     name=NAME,
+    channels=CHANNELS,
     ws_url=WS_URL,
     rest_url=REST_URL,
     make_parser=OkxParser,

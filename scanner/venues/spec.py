@@ -32,6 +32,7 @@ class SnapshotRequest:
 @dataclass(frozen=True)
 class VenueSpec:
     name: str
+    channels: tuple[str, ...]  # book channels the parser understands; the first is the default
     ws_url: str  # default public endpoint (config may override)
     rest_url: str
     # Parser for one connection; given the channel setting (e.g. "books", "books5").
