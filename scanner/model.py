@@ -6,7 +6,7 @@ them to float, so checksums and money computed downstream stay exact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # A level as received: [price, size, *venue extras]. Extras (OKX order counts) are ignored.
 Level = list[str]
@@ -62,7 +62,6 @@ class Opportunity:
     levels_sell: int
     recv_ns: int  # receive time of the frame that triggered the evaluation
     detected_ns: int
-    extra: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -83,5 +82,4 @@ class Opportunity:
             "levels_sell": self.levels_sell,
             "recv_ns": self.recv_ns,
             "detected_ns": self.detected_ns,
-            **self.extra,
         }

@@ -32,7 +32,7 @@ class SpreadDetector:
         self.settings, self.metrics = settings, metrics
         self.books: dict[str, dict[str, BookView]] = {}
         self._active: dict[tuple[str, str, str], _Emitted] = {}
-        self._thr = float(settings.min_net_bps) / 1e4
+        self._min_net_bps = float(settings.min_net_bps)
         self._max_age_ns = settings.max_book_age_ms * 1_000_000
         self._interval_ns = settings.emit_interval_ms * 1_000_000
 
@@ -87,7 +87,7 @@ class SpreadDetector:
         m.spread_gross.labels(*key).set(gross)
         m.spread_net.labels(*key).set(net)
         # float pre-screen with a little slack; the Decimal walk decides
-        if net < float(s.min_net_bps) - 0.01:
+        if net < self._min_net_bps - 0.01:
             self._active.pop(key, None)
             return None
         fill = walk(buy.asks, sell.bids, self.fees[buy.venue], self.fees[sell.venue], s.min_net_bps,
