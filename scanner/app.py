@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     return run_until_signalled(Pipeline(settings, ROLES[args.command]).run, args.duration)
 
 
-def run_until_signalled(body: object, duration: float) -> int:
+def run_until_signalled(body: Callable[[asyncio.Event], Awaitable[None]], duration: float) -> int:
     """Run ``body(stop)`` under uvloop until SIGINT/SIGTERM or ``duration`` seconds."""
     import uvloop
 
@@ -129,7 +129,7 @@ def run_until_signalled(body: object, duration: float) -> int:
             loop.add_signal_handler(sig, stop.set)
         if duration > 0:
             loop.call_later(duration, stop.set)
-        await body(stop)  # type: ignore[operator]
+        await body(stop)
 
     try:
         uvloop.run(go())
@@ -161,5 +161,3 @@ def _redact(url: str) -> str:
     user = creds.split(":", 1)[0] if ":" in creds else ""
     return f"{scheme}://{user}:***@{host}"
 
-
-__all__ = ["Pipeline", "add_arguments", "main", "replace"]
