@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis
 
@@ -51,3 +52,10 @@ def recorded_dir() -> Path:
         pytest.fail(f"recorded traffic not found at {path} (expected <project root>/../shared/recorded)",
                     pytrace=False)
     return path
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP/websocket client session for talking to the simulators."""
+    async with aiohttp.ClientSession() as s:
+        yield s

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,6 @@ BINANCE = [  # symbol, base, quote, tickSize, stepSize
     ("SOLUSDT", "SOL", "USDT", "0.01000000", "0.00100000"),
 ]
 OKX = [("BTC-USDT", "0.1", "0.00000001"), ("SOL-USDT", "0.01", "0.000001")]  # instId, tickSz, lotSz
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture
