@@ -63,7 +63,8 @@ class Pipeline:
             if not insts:
                 log.error("%s: none of the configured symbols is listed; venue left out", name)
                 continue
-            self.collectors[name] = VenueCollector(spec, vs, insts, self.store, self.metrics)
+            self.collectors[name] = VenueCollector(spec, vs, insts, self.store, self.metrics,
+                                                   {i: markets.by_id[i] for i in insts})
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.http.start()

@@ -23,6 +23,9 @@ class Market:
     lot: str  # size increment
     min_size: str
     active: bool = True
+    # The id the venue's book stream uses for this instrument when it differs from venue_id:
+    # Coinbase serves the BTC-USDC book as BTC-USD on its market-data channels.
+    stream_id: str = ""
 
 
 class UnknownSymbol(KeyError):

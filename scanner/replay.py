@@ -34,6 +34,7 @@ import orjson
 from scanner.book.errors import BookError, ParseError
 from scanner.book.sync import SyncedBook
 from scanner.capture import Http, Recv, detect_format, read_cryptofeed, read_lines, ts_to_ns
+from scanner.markets import Market
 from scanner.model import BookMsg, Control
 from scanner.venues import VENUES
 from scanner.venues.spec import VenueSpec
@@ -41,6 +42,7 @@ from scanner.venues.spec import VenueSpec
 # Reasons reported even when zero, so the JSON line always has the same keys.
 ERROR_REASONS = ("seq_gap", "checksum", "crossed", "snapshot_too_old", "bad_level")
 _PLACEHOLDER = "REPLAYINSTPLACEHOLDER"
+MARKETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "markets"
 
 
 @dataclass(slots=True)
@@ -105,10 +107,11 @@ class Replayer:
 
     __slots__ = ("channel", "parser", "result", "spec")
 
-    def __init__(self, venue: str, channel: str) -> None:
+    def __init__(self, venue: str, channel: str, markets: Sequence[Market] | None = None) -> None:
+        """``markets`` default to the venue's cached market list in ``configs/markets/`` (if any)."""
         self.spec: VenueSpec = VENUES[venue]
         self.channel = channel
-        self.parser = self.spec.make_parser(channel)
+        self.parser = self.spec.make_parser(channel, cached_markets(self.spec) if markets is None else markets)
         self.result = ReplayResult(venue, channel)
 
     def feed(self, frames: Sequence[str | bytes], recv_ns: int = 0) -> None:
@@ -178,6 +181,14 @@ class Replayer:
                 self.feed_snapshot(ev.inst, ev.body, ev.recv_ns)
             else:
                 self.feed((ev.data,), ts_to_ns(ev.ts))
+
+
+def cached_markets(spec: VenueSpec, cache_dir: Path = MARKETS_DIR) -> list[Market]:
+    """The venue's markets from the shipped cache; [] when there is none or it is unreadable."""
+    try:
+        return spec.parse_instruments((cache_dir / f"{spec.name}.json").read_bytes())
+    except (OSError, ParseError):
+        return []
 
 
 def replay_frames(venue: str, channel: str, frames: Iterable[str | bytes]) -> ReplayResult:

@@ -146,7 +146,7 @@ def test_okx_books5_frames_from_ccxt_extract(recorded_dir: Path) -> None:
         data = [m for m in case["messages"] if "data" in m]
         res = replay_frames("okx", "books5", frames)
         assert no_errors(res) and res.controls == 1 and res.book_msgs == len(data) == 2
-        parser = VENUES["okx"].make_parser("books5")
+        parser = VENUES["okx"].make_parser("books5", [])
         for raw, m in zip(frames[1:], data, strict=True):
             (msg,) = parser.parse(raw, 0)
             item = m["data"][0]

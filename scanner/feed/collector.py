@@ -16,20 +16,26 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from scanner.aio import wait_stop
-from scanner.book.errors import BookError, ParseError
+from scanner.book.errors import BookError, ParseError, SequenceGap
 from scanner.book.l2 import L2Book
 from scanner.book.sync import SnapshotTooOld, SyncedBook
 from scanner.config import VenueSettings
 from scanner.feed.connection import Connection, run_connection
+from scanner.feed.handshake import connect_resolver
 from scanner.feed.snapshots import SnapshotFetcher
+from scanner.markets import Market
 from scanner.model import BookMsg, Control
 from scanner.sinks.metrics import BookAgeRow, Metrics
-from scanner.venues.spec import SnapshotRequest, VenueSpec
+from scanner.venues.spec import Parser, SnapshotRequest, VenueSpec
 
 log = logging.getLogger(__name__)
 
 RESYNC_MEMORY_S = 60.0  # resyncs of one instrument closer than this count as a streak
 RESYNC_MAX_DELAY_S = 30.0
+
+
+class StreamGap(SequenceGap):
+    """The connection's own sequence broke, so every book it carries may have missed data."""
 
 
 class BookSink(Protocol):
@@ -43,23 +49,36 @@ class BookSink(Protocol):
 
 class VenueCollector:
     def __init__(self, spec: VenueSpec, settings: VenueSettings, insts: dict[str, str], sink: BookSink,
-                 metrics: Metrics) -> None:
-        """``insts`` maps the venue's instrument ids to unified symbols (already resolved)."""
+                 metrics: Metrics, markets: dict[str, Market] | None = None) -> None:
+        """``insts`` maps the venue's instrument ids to unified symbols (already resolved);
+        ``markets`` holds their market rows (venue id -> Market), when known."""
         self.spec, self.settings, self.venue = spec, settings, spec.name
         self.symbols = insts
         self.sink, self.metrics = sink, metrics
-        self.parser = spec.make_parser(settings.channel)
+        self.markets = markets or {}
         self.books: dict[str, SyncedBook] = {i: spec.make_book(settings.channel) for i in insts}
+        # A venue that streams an instrument under another id (Coinbase BTC-USDC as BTC-USD):
+        # stream id -> the subscribed ids that must receive its frames too.
+        self.aliases: dict[str, list[str]] = {}
+        for inst in insts:
+            m = self.markets.get(inst)
+            if m is not None and m.stream_id and m.stream_id != inst:
+                self.aliases.setdefault(m.stream_id, []).append(inst)
         self.conn_of: dict[str, Connection] = {}
         self.connections: list[Connection] = []
+        self.parsers: dict[int, Parser] = {}  # one per connection (shard)
+        resolve = connect_resolver(spec, settings) if spec.connect_path else None
         ids = list(insts)
         step = settings.max_instruments_per_conn
         for shard, start in enumerate(range(0, len(ids), step)):
             conn = Connection(
                 self.venue, settings.ws_url, ids[start : start + step], text_ping=spec.text_ping,
                 text_pong=spec.text_pong, ping_idle_s=settings.ping_idle_s, watchdog_s=settings.watchdog_s,
-                max_age_s=spec.max_connection_age_s, max_sends_per_s=spec.max_sends_per_s, shard=shard)
+                max_age_s=spec.max_connection_age_s, max_sends_per_s=spec.max_sends_per_s, shard=shard,
+                resolve=resolve)
             self.connections.append(conn)
+            self.parsers[shard] = spec.make_parser(
+                settings.channel, [self.markets[i] for i in conn.insts if i in self.markets])
             for inst in conn.insts:
                 self.conn_of[inst] = conn
         self._resync_hist: dict[str, tuple[float, int]] = {}  # inst -> (last resync, streak)
@@ -109,6 +128,13 @@ class VenueCollector:
     # -- FrameSink ---------------------------------------------------------------------------------
     def on_open(self, conn: Connection) -> None:
         self.metrics.connections.labels(self.venue).inc()
+        self.parsers[conn.shard].on_connect()
+        if self.spec.wait_ready:
+            log.info("%s[%d]: connected to %s; waiting for the welcome", self.venue, conn.shard, conn.url)
+            return
+        self._subscribe(conn)
+
+    def _subscribe(self, conn: Connection) -> None:
         log.info("%s[%d]: connected to %s; subscribing %d instruments", self.venue, conn.shard, conn.url,
                  len(conn.insts))
         for frame in self.spec.subscribe(conn.insts, self.settings.channel):
@@ -131,7 +157,7 @@ class VenueCollector:
     def on_frame(self, conn: Connection, payload: bytes, recv_ns: int) -> None:
         self._frames += 1
         try:
-            events = self.parser.parse(payload, recv_ns)
+            events = self.parsers[conn.shard].parse(payload, recv_ns)
         except ParseError as exc:
             self.metrics.parse_errors.labels(self.venue, "malformed").inc()
             log.debug("%s: skipped frame: %s", self.venue, exc)
@@ -145,21 +171,33 @@ class VenueCollector:
     # -- books -------------------------------------------------------------------------------------
     def _on_book(self, conn: Connection, msg: BookMsg) -> None:
         sb = self.books.get(msg.inst)
+        if self.aliases:
+            also = self.aliases.get(msg.inst)
+            if also is not None:
+                for inst in also:
+                    self._on_book_of(inst, self.books[inst], BookMsg(
+                        inst, msg.snapshot, msg.bids, msg.asks, msg.seq, msg.prev, msg.checksum, msg.exch_ms,
+                        msg.recv_ns))
+                if sb is None:
+                    return
         if sb is None:
             self.metrics.parse_errors.labels(self.venue, "unknown_instrument").inc()
             return
+        self._on_book_of(msg.inst, sb, msg)
+
+    def _on_book_of(self, inst: str, sb: SyncedBook, msg: BookMsg) -> None:
         try:
             changed = sb.on_message(msg)
         except BookError as exc:
-            self._resync(msg.inst, exc)
+            self._resync(inst, exc)
             return
         if changed:
             self._applied += 1
             if msg.exch_ms:
                 self._m_latency.observe(max(0.0, msg.recv_ns / 1e9 - msg.exch_ms / 1e3))
-            self.sink.mark(self.venue, self.symbols[msg.inst], sb.book)
+            self.sink.mark(self.venue, self.symbols[inst], sb.book)
         elif not sb.valid and self.fetcher is not None and 0 < self.spec.rest_seed_after <= sb.buffered:
-            self.fetcher.request(msg.inst)
+            self.fetcher.request(inst)
 
     def on_snapshot(self, inst: str, msg: BookMsg) -> None:
         """A REST snapshot arrived; bridge it unless the book got back in sync meanwhile."""
@@ -201,7 +239,8 @@ class VenueCollector:
         if self.books[inst].valid:
             return
         conn = self.conn_of[inst]
-        frames = self.spec.resubscribe(inst, self.settings.channel)
+        ws_snapshot = self.spec.ws_snapshot
+        frames = (ws_snapshot or self.spec.resubscribe)(inst, self.settings.channel)
         if frames and conn.is_open:
             for frame in frames:
                 conn.send(frame)
@@ -210,10 +249,21 @@ class VenueCollector:
 
     def _on_control(self, conn: Connection, ev: Control) -> None:
         if ev.kind == "subscribed":
-            if self.spec.snapshot_on_subscribe and self.fetcher is not None:
+            ws_snapshot = self.spec.ws_snapshot
+            if ws_snapshot is not None and ev.inst in self.books:
+                if not self.books[ev.inst].valid:
+                    for frame in ws_snapshot(ev.inst, self.settings.channel):
+                        conn.send(frame)
+            elif self.spec.snapshot_on_subscribe and self.fetcher is not None:
                 for inst in conn.insts:
                     if not self.books[inst].valid:
                         self.fetcher.request(inst)
+        elif ev.kind == "send":
+            conn.send(ev.detail)
+        elif ev.kind == "ready":
+            self._subscribe(conn)
+        elif ev.kind == "resync":
+            self._resync_stream(conn, ev.inst, ev.detail or "stream_gap")
         elif ev.kind == "error":
             self.metrics.venue_errors.labels(self.venue).inc()
             log.error("%s: venue error: %s", self.venue, ev.detail)
@@ -222,6 +272,17 @@ class VenueCollector:
             conn.request_close("venue_notice")
         elif ev.kind == "ignored":
             self.metrics.parse_errors.labels(self.venue, "unexpected_channel").inc()
+
+    def _resync_stream(self, conn: Connection, inst: str, reason: str) -> None:
+        """The venue's stream (not one book) lost data: resync ``inst``, or every instrument
+        on the connection when ``inst`` is empty (Coinbase's per-connection sequence)."""
+        insts = [inst] if inst else conn.insts
+        for i in insts:
+            sb = self.books.get(i)
+            if sb is None:
+                continue
+            sb.invalidate()
+            self._resync(i, StreamGap(f"{reason} on {conn.venue}[{conn.shard}]"))
 
     def _snapshot_request(self, inst: str) -> SnapshotRequest:
         assert self.spec.snapshot_request is not None

@@ -15,17 +15,19 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import picows
 
 from scanner.aio import wait_stop
 from scanner.feed.backoff import backoff
+from scanner.venues.spec import ConnectInfo
 
 log = logging.getLogger(__name__)
 
 HEALTHY_AFTER_S = 30.0  # a connection that lived this long resets the backoff
+PONG_MAX_LEN = 256  # JSON pongs ({"op":"pong",...}) are short; longer frames are never taken for one
 
 
 class FrameSink(Protocol):
@@ -40,8 +42,13 @@ class Connection:
 
     def __init__(self, venue: str, url: str, insts: Sequence[str], *, text_ping: bytes | None,
                  text_pong: bytes | None, ping_idle_s: float, watchdog_s: float, max_age_s: float,
-                 max_sends_per_s: float, shard: int = 0) -> None:
+                 max_sends_per_s: float, shard: int = 0,
+                 resolve: Callable[[], Awaitable[ConnectInfo]] | None = None) -> None:
+        """``text_pong`` is the venue's keepalive answer: a frame equal to it, or a short frame
+        containing it (JSON pongs carry ids and times). ``resolve`` runs before every connect
+        and returns the URL to use (a venue's token handshake)."""
         self.venue, self.url, self.insts, self.shard = venue, url, list(insts), shard
+        self.resolve = resolve
         self.text_ping, self.text_pong, self.ping_idle_s = text_ping, text_pong, ping_idle_s
         self.watchdog_s, self.max_age_s = watchdog_s, max_age_s
         self.send_interval = 1.0 / max_sends_per_s if max_sends_per_s > 0 else 0.0
@@ -115,9 +122,13 @@ class _Listener(picows.WSListener):
             transport.send_ping()
 
     def is_user_specific_pong(self, frame: picows.WSFrame) -> bool:
-        if self.conn.text_pong is None:
+        pong = self.conn.text_pong
+        if pong is None:
             return bool(frame.msg_type is picows.WSMsgType.PONG)
-        return bool(frame.msg_type is picows.WSMsgType.TEXT and frame.get_payload_as_bytes() == self.conn.text_pong)
+        if frame.msg_type is not picows.WSMsgType.TEXT or frame.payload_size > PONG_MAX_LEN:
+            return False
+        payload = frame.get_payload_as_bytes()
+        return payload == pong or pong in payload
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         if not self.disconnected.done():
@@ -127,12 +138,18 @@ class _Listener(picows.WSListener):
 async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event) -> None:
     """Keep ``conn`` connected until ``stop`` is set. Never gives up."""
     delays = backoff()
-    ssl_ctx = ssl.create_default_context() if conn.url.startswith("wss://") else None
     while not stop.is_set():
         reason = "connect_failed"
         try:
+            url = conn.url
+            if conn.resolve is not None:
+                info = await conn.resolve()
+                url = info.url
+                if info.ping_interval_s > 0:
+                    conn.ping_idle_s = info.ping_interval_s
+            ssl_ctx = ssl.create_default_context() if url.startswith("wss://") else None
             transport, listener = await picows.ws_connect(
-                lambda: _Listener(conn, sink), conn.url, ssl_context=ssl_ctx,
+                lambda: _Listener(conn, sink), url, ssl_context=ssl_ctx,
                 enable_auto_ping=conn.ping_idle_s > 0, auto_ping_idle_timeout=conn.ping_idle_s or 10.0,
                 auto_ping_reply_timeout=min(10.0, conn.ping_idle_s or 10.0), websocket_handshake_timeout=10.0,
                 max_frame_size=64 * 1024 * 1024,

@@ -31,11 +31,7 @@ async def load_markets(spec: VenueSpec, venue: VenueSettings, settings: MarketSe
     if settings.refresh:
         url = venue.rest_url + spec.instruments_path
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
-                    session.get(url) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    raise ParseError(f"HTTP {resp.status}")
+            body = await fetch_instruments(spec, url)
             markets = spec.parse_instruments(body)
         except (aiohttp.ClientError, TimeoutError, OSError, ParseError) as exc:
             if cached is None:
@@ -70,3 +66,17 @@ def _write_cache(path: Path, body: bytes) -> None:
         tmp.replace(path)
     except OSError as exc:
         log.warning("could not refresh market cache %s: %s", path, exc)
+
+
+async def fetch_instruments(spec: VenueSpec, url: str) -> bytes:
+    """GET the venue's instruments endpoint (or POST ``spec.instruments_body``); the raw body."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        if spec.instruments_body is not None:
+            req = session.post(url, data=spec.instruments_body, headers={"Content-Type": "application/json"})
+        else:
+            req = session.get(url)
+        async with req as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise ParseError(f"HTTP {resp.status}")
+            return body

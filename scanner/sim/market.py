@@ -32,8 +32,21 @@ BASE_PRICES: dict[str, float] = {
     "AVAX/USDT": 35.0,
     "DOT/USDT": 7.0,
     "TRX/USDT": 0.12,
+    "BNB/USDT": 600.0,
+    "HYPE/USDT": 30.0,
+    "BCH/USDT": 400.0,
+    "LEO/USDT": 9.0,
+    "ZEC/USDT": 45.0,
     "ETH/BTC": 0.052,
 }
+# Quotes priced like USDT (a USDC or USD book starts where the USDT book does).
+for _sym, _px in list(BASE_PRICES.items()):
+    if _sym.endswith("/USDT"):
+        _base = _sym[: -len("/USDT")]
+        BASE_PRICES.setdefault(f"{_base}/USDC", _px)
+        BASE_PRICES.setdefault(f"{_base}/USD", _px)
+BASE_PRICES.setdefault("USDT/USDC", 1.0)
+BASE_PRICES.setdefault("USDC/USDT", 1.0)
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class BinanceParser(Parser):
 
     __slots__ = ("channel",)
 
-    def __init__(self, channel: str = "depth@100ms") -> None:
+    def __init__(self, channel: str = "depth@100ms", markets: Sequence[Market] = ()) -> None:
         self.channel = channel
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:

@@ -37,7 +37,7 @@ class OkxParser(Parser):
 
     __slots__ = ("channel",)
 
-    def __init__(self, channel: str = "books") -> None:
+    def __init__(self, channel: str = "books", markets: Sequence[Market] = ()) -> None:
         self.channel = channel
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:

@@ -15,10 +15,33 @@ from scanner.model import BookMsg, Control
 
 
 class Parser:
-    """Turns one raw frame into book messages and control events. Pure: no I/O, no clock."""
+    """Turns one raw frame into book messages and control events. Pure: no I/O, no clock.
+
+    The collector keeps one parser per connection, so a parser may track per-connection
+    state (Coinbase's ``sequence_num``); :meth:`on_connect` resets it for a new socket.
+
+    Control kinds a parser may return and what the collector does with them:
+    ``subscribed`` (inst or "" for all), ``unsubscribed``, ``error`` (counted, logged), ``pong``,
+    ``reconnect`` (close and reconnect), ``ignored`` (counted as an unexpected channel),
+    ``info``, ``ready`` (the venue's welcome: subscribe now, for ``VenueSpec.wait_ready``),
+    ``send`` (send ``detail`` on this connection, e.g. HTX's ``{"pong": ts}``) and ``resync``
+    (the stream lost data: resync ``inst``, or every instrument on the connection when
+    ``inst`` is "", with ``detail`` as the reason label).
+    """
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:  # pragma: no cover
         raise NotImplementedError
+
+    def on_connect(self) -> None:
+        """A new socket opened: forget per-connection state."""
+
+
+@dataclass(frozen=True)
+class ConnectInfo:
+    """Where to connect, from a venue's connect handshake (KuCoin's ``bullet-public`` token)."""
+
+    url: str
+    ping_interval_s: float = 0.0  # 0: keep the configured ping_idle_s
 
 
 @dataclass(frozen=True)
@@ -35,8 +58,9 @@ class VenueSpec:
     channels: tuple[str, ...]  # book channels the parser understands; the first is the default
     ws_url: str  # default public endpoint (config may override)
     rest_url: str
-    # Parser for one connection; given the channel setting (e.g. "books", "books5").
-    make_parser: Callable[[str], Parser]
+    # Parser for one connection; given the channel setting (e.g. "books", "books5") and the markets
+    # of the instruments it will see (may be empty, e.g. in a replay without a market cache).
+    make_parser: Callable[[str, Sequence[Market]], Parser]
     # A fresh synced book for one instrument on the given channel.
     make_book: Callable[[str], SyncedBook]
     # Frames that subscribe these instruments (already batched within the venue's limits).
@@ -67,3 +91,18 @@ class VenueSpec:
     max_instruments_per_conn: int
     # REST weight budget per minute used for snapshots (well under the venue's limit).
     rest_weight_per_min: int
+    # ---- optional venue features (defaults: not used) ------------------------------------------------
+    # Frames that ask for a snapshot over the websocket (HTX ``req``): sent for an instrument when its
+    # subscription is acknowledged, and used instead of ``resubscribe`` to resync it.
+    ws_snapshot: Callable[[str, str], list[str]] | None = None
+    # Connect handshake: POST ``rest_url + connect_path`` before every connect, and turn the response
+    # body into the websocket URL (KuCoin's bullet token). "" = connect to ws_url directly.
+    connect_path: str = ""
+    parse_connect: Callable[[bytes, str], ConnectInfo] | None = None  # (body, configured ws_url)
+    # Subscribe only after the venue's welcome frame (the parser returns Control("ready")).
+    wait_ready: bool = False
+    # POST this JSON body to the instruments endpoint instead of a GET (Hyperliquid ``/info``).
+    instruments_body: bytes | None = None
+    # How far a book from this collector can be trusted: "native" (our own sequence/checksum
+    # validation) or a lower level for adapters.
+    integrity: str = "native"
