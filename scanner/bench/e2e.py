@@ -95,7 +95,7 @@ def main() -> None:
     symbols = args.symbols.split(",")
     okx_port, binance_port = _free_port(), _free_port()
     sim = subprocess.Popen([sys.executable, "-m", "scanner", "simulate", "--venues", "okx,binance", "--symbols",
-                            args.symbols, "--okx-port", str(okx_port), "--binance-port", str(binance_port),
+                            args.symbols, "--port", f"okx={okx_port}", "--port", f"binance={binance_port}",
                             "--tick-ms", str(args.tick_ms)], stdout=subprocess.DEVNULL)
     try:
         _wait_port(okx_port, time.monotonic() + 20)

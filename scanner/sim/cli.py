@@ -11,18 +11,34 @@ import sys
 
 from scanner.sim.server import VENUE_CLASSES, SimCluster
 
+# Fixed local ports per simulated venue (configs/demo.yaml points the collectors at them).
+DEFAULT_PORTS: dict[str, int] = {
+    "okx": 8701, "binance": 8702, "bybit": 8703, "coinbase": 8704, "kraken": 8705, "gate": 8706, "kucoin": 8707,
+    "bitget": 8708, "htx": 8709, "hyperliquid": 8710, "mexc": 8711,
+}
+
 
 def _csv(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _port(text: str) -> tuple[str, int]:
+    venue, _, port = text.partition("=")
+    try:
+        return venue.strip(), int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VENUE=PORT, got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--venues", type=_csv, default=["okx", "binance"], help="comma list (default okx,binance)")
+    p.add_argument("--venues", type=_csv, default=["okx", "binance"],
+                   help="comma list, or 'all' (default okx,binance)")
     p.add_argument("--symbols", type=_csv, default=None,
                    help="comma list of unified symbols, e.g. BTC/USDT,ETH/USDT (default: all in configs/markets)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--okx-port", type=int, default=8701)
-    p.add_argument("--binance-port", type=int, default=8702)
+    p.add_argument("--port", type=_port, action="append", default=[], metavar="VENUE=PORT",
+                   help="listen port of one venue (repeatable; 0 = any free port; defaults: okx=8701, "
+                        "binance=8702, ... mexc=8711 as in configs/demo.yaml)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tick-ms", type=int, default=100, help="market tick and update cadence")
     p.add_argument("--okx-checksum", action="store_true", help="real CRC32 checksums instead of 0")
@@ -30,11 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    if args.venues == ["all"]:
+        args.venues = list(VENUE_CLASSES)
     unknown = [v for v in args.venues if v not in VENUE_CLASSES]
     if unknown:
         print(f"simulate: no simulator for {', '.join(unknown)} (have {', '.join(VENUE_CLASSES)})", file=sys.stderr)
         return 2
-    ports = {"okx": args.okx_port, "binance": args.binance_port}
+    ports = {**DEFAULT_PORTS, **dict(args.port)}
     cluster = SimCluster(venues=args.venues, symbols=args.symbols, host=args.host, ports=ports, seed=args.seed,
                          tick_ms=args.tick_ms, okx_checksum=args.okx_checksum)
     stop = asyncio.Event()
