@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-e2e simulate clean
+.PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-venues-replay bench-e2e bench-venues simulate clean
 
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
 	@echo "make test            lint, type-check and the whole test suite"
-	@echo "make bench           benchmarks: websocket clients, replay vs ccxt.pro/cryptofeed, end-to-end latency"
+	@echo "make bench           benchmarks: websocket clients, replay vs ccxt.pro/cryptofeed, every venue's recording,"
+	@echo "                     end-to-end latency, all venues' simulators + scanner run (CPU, RSS)"
 	@echo "make simulate        just the simulated venues (ARGS passed to scanner simulate)"
 
 $(STAMP): pyproject.toml
@@ -39,7 +40,7 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-ws bench-replay bench-e2e
+bench: bench-ws bench-replay bench-venues-replay bench-e2e bench-venues
 
 bench-ws: $(STAMP)
 	$(BIN)/python -m scanner.bench.ws_clients
@@ -47,8 +48,14 @@ bench-ws: $(STAMP)
 bench-replay: $(STAMP)
 	$(BIN)/python -m scanner.bench.peers
 
+bench-venues-replay: $(STAMP)
+	$(BIN)/python -m scanner.bench.recordings
+
 bench-e2e: $(STAMP)
 	$(BIN)/python -m scanner.bench.e2e $(ARGS)
+
+bench-venues: $(STAMP)
+	$(BIN)/python -m scanner.bench.venues $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-peers .mypy_cache .ruff_cache .pytest_cache *.egg-info
