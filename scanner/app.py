@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -26,6 +27,9 @@ from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
 from scanner.store.books import BookStore
 from scanner.venues import VENUES
+
+if TYPE_CHECKING:
+    from scanner.feed.ccxtpro import CcxtProCollector
 
 log = logging.getLogger("scanner")
 
@@ -44,8 +48,10 @@ class Pipeline:
         self.http = HttpEndpoint(self.metrics, settings.metrics.host, settings.metrics.port)
         self.store = BookStore(self.redis, settings.redis, self.metrics)
         self.collectors: dict[str, VenueCollector] = {}
-        self.detector = SpreadDetector({v.name: v.taker_fee for v in settings.venues.values()},
-                                       settings.detector, self.metrics)
+        self.ccxt_collectors: dict[str, CcxtProCollector] = {}  # the ccxtpro:<id> long tail
+        fees = {v.name: v.taker_fee for v in settings.venues.values()}
+        fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
+        self.detector = SpreadDetector(fees, settings.detector, self.metrics)
         self.sink = OpportunitySink(self.redis, settings.redis, self.metrics)
         self.started = asyncio.Event()
 
@@ -65,6 +71,11 @@ class Pipeline:
                 continue
             self.collectors[name] = VenueCollector(spec, vs, insts, self.store, self.metrics,
                                                    {i: markets.by_id[i] for i in insts})
+        if self.settings.ccxt_venues:
+            from scanner.feed.ccxtpro import CcxtProCollector  # imports ccxt.pro (~1 s): only when used
+
+            for name, cs in self.settings.ccxt_venues.items():  # markets load in run(): never blocks the rest
+                self.ccxt_collectors[name] = CcxtProCollector(cs, self.store, self.metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.http.start()
@@ -72,13 +83,15 @@ class Pipeline:
         try:
             if COLLECT in self.roles:
                 await self.build_collectors()
-                if not self.collectors:
+                if not self.collectors and not self.ccxt_collectors:
                     raise RuntimeError("no venue could be started; see the errors above")
             async with asyncio.TaskGroup() as tg:
                 if COLLECT in self.roles:
                     tg.create_task(self.store.run(stop), name="book-store")
                     for name, c in self.collectors.items():
                         tg.create_task(c.run(stop), name=f"collector-{name}")
+                    for name, cc in self.ccxt_collectors.items():
+                        tg.create_task(cc.run(stop), name=f"collector-{name}")
                 if DETECT in self.roles:
                     tg.create_task(run_detector(self.redis, self.settings.redis, self.detector, self.sink,
                                                 self.metrics, stop), name="detector")
@@ -145,6 +158,11 @@ def describe(s: Settings) -> str:
     for v in s.venues.values():
         lines.append(f"venue {v.name}: channel={v.channel} ws={v.ws_url} rest={v.rest_url} taker_fee={v.taker_fee} "
                      f"symbols={len(v.symbols)}")
+    for c in s.ccxt_venues.values():  # options may hold API keys: their names only, never values
+        lines.append(f"venue {c.name}: ccxt.pro {c.exchange_id} (integrity ccxt) depth={c.depth} "
+                     f"limit={c.limit or 'default'} taker_fee={c.taker_fee} symbols={len(c.symbols)} "
+                     f"options=[{', '.join(sorted(c.options))}] "
+                     f"markets={'pre-seeded ' + str(len(c.markets)) if c.markets else 'load_markets'}")
     d = s.detector
     lines.append(f"detector: min_net_bps={d.min_net_bps} min_profit_quote={d.min_profit_quote} "
                  f"max_book_age_ms={d.max_book_age_ms} max_notional_quote={d.max_notional_quote}")

@@ -8,10 +8,15 @@ Environment overrides (applied after the file):
     SCANNER_METRICS_PORT    metrics.port
     SCANNER_LOG_LEVEL       log_level
     SCANNER_SYMBOLS         symbols (comma-separated)
+
+Long-tail venues: a venue key ``ccxtpro:<id>`` (``<id>`` one of ``ccxt.pro.exchanges``) is read
+into :class:`CcxtVenueSettings` (``Settings.ccxt_venues``) and served by the generic ccxt.pro
+adapter (``scanner/feed/ccxtpro.py``) instead of a native collector.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from scanner.fees import DEFAULT_FEES
+from scanner.fees import CCXT_DEFAULT_TAKER, DEFAULT_FEES
 from scanner.venues import VENUES
 
 
@@ -41,6 +46,25 @@ class VenueSettings:
     ping_idle_s: float
     rest_weight_per_min: int
     max_instruments_per_conn: int
+
+
+@dataclass(frozen=True)
+class CcxtVenueSettings:
+    """A ``ccxtpro:<id>`` venue. ``options`` go to the ccxt constructor unchanged (``urls`` for a
+    simulator, maybe API keys): never logged or printed, hence ``repr=False``. ``markets``
+    (ccxt unified market dicts) pre-seed the exchange with ``set_markets`` instead of its REST
+    ``load_markets``. ``taker_fee`` defaults to :data:`scanner.fees.CCXT_DEFAULT_TAKER`, not to
+    ccxt's market metadata, which is often stale."""
+
+    name: str  # "ccxtpro:okx"
+    exchange_id: str  # "okx"
+    taker_fee: Decimal
+    symbols: tuple[str, ...]
+    depth: int  # levels per side converted from ccxt's book
+    limit: int | None  # passed to watch_order_book_for_symbols (None: the venue's default); on some
+    # venues it picks the channel (ccxt okx: 5 → books5, 1 → bbo-tbt)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    markets: tuple[Mapping[str, Any], ...] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -85,11 +109,15 @@ class Settings:
     markets: MarketSettings = field(default_factory=MarketSettings)
     log_level: str = "INFO"
     source: str = ""
+    ccxt_venues: dict[str, CcxtVenueSettings] = field(default_factory=dict)
 
 
 TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level"}
 VENUE_KEYS = {"enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
               "rest_weight_per_min", "max_instruments_per_conn"}
+CCXT_PREFIX = "ccxtpro:"
+CCXT_VENUE_KEYS = {"enabled", "symbols", "taker_fee", "depth", "limit", "options", "markets"}
+CCXT_DEFAULT_DEPTH = 20  # = redis.book_depth by default: deeper levels are never stored
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -117,17 +145,23 @@ def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> 
     if not isinstance(venues_raw, dict) or not venues_raw:
         raise ConfigError("venues: must map at least one venue name to its settings")
     venues: dict[str, VenueSettings] = {}
+    ccxt_venues: dict[str, CcxtVenueSettings] = {}
     for name, v in venues_raw.items():
-        if name not in VENUES:
-            raise ConfigError(f"venues.{name}: unknown venue; known: {', '.join(sorted(VENUES))}")
+        ccxt = isinstance(name, str) and name.startswith(CCXT_PREFIX)
+        if not ccxt and name not in VENUES:
+            raise ConfigError(f"venues.{name}: unknown venue; known: {', '.join(sorted(VENUES))} "
+                              f"(or {CCXT_PREFIX}<id> for any ccxt.pro exchange)")
         v = v or {}
         if not isinstance(v, dict):
             raise ConfigError(f"venues.{name}: must be a mapping")
-        _no_unknown(v, VENUE_KEYS, f"venues.{name}.")
+        _no_unknown(v, CCXT_VENUE_KEYS if ccxt else VENUE_KEYS, f"venues.{name}.")
         if not _bool(v.get("enabled", True), f"venues.{name}.enabled"):
             continue
-        venues[name] = _venue(name, v, symbols)
-    if not venues:
+        if ccxt:
+            ccxt_venues[name] = _ccxt_venue(name, v, symbols)
+        else:
+            venues[name] = _venue(name, v, symbols)
+    if not venues and not ccxt_venues:
         raise ConfigError("venues: every venue is disabled")
     return Settings(
         symbols=symbols,
@@ -138,6 +172,7 @@ def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> 
         markets=_markets(_section(raw, "markets")),
         log_level=_choice(str(raw.get("log_level", "INFO")).upper(), LOG_LEVELS, "log_level"),
         source=source,
+        ccxt_venues=ccxt_venues,
     )
 
 
@@ -182,6 +217,68 @@ def _venue(name: str, v: dict[str, Any], symbols: tuple[str, ...]) -> VenueSetti
         max_instruments_per_conn=int(_number(v.get("max_instruments_per_conn", spec.max_instruments_per_conn),
                                              key + "max_instruments_per_conn", 1, 1024)),
     )
+
+
+def _ccxt_exchanges() -> list[str]:
+    import ccxt.pro  # imported only when a ccxtpro venue is configured: it takes most of a second
+
+    return list(ccxt.pro.exchanges)
+
+
+def _ccxt_venue(name: str, v: dict[str, Any], symbols: tuple[str, ...]) -> CcxtVenueSettings:
+    key, ex_id = f"venues.{name}.", name[len(CCXT_PREFIX):]
+    known = _ccxt_exchanges()
+    if ex_id not in known:
+        close = difflib.get_close_matches(ex_id, known, n=3, cutoff=0.6)
+        hint = (f"did you mean {', '.join(CCXT_PREFIX + c for c in close)}?" if close
+                else f"ccxt.pro has {len(known)} exchanges, see ccxt.pro.exchanges")
+        raise ConfigError(f"venues.{name}: {ex_id!r} is not a ccxt.pro exchange; {hint}")
+    fee = CCXT_DEFAULT_TAKER if "taker_fee" not in v else _decimal(v["taker_fee"], key + "taker_fee")
+    if not Decimal(0) <= fee < Decimal("0.05"):
+        raise ConfigError(f"{key}taker_fee: must be a fraction in [0, 0.05) such as 0.001 for 0.1 %; got {fee}")
+    limit = v.get("limit")
+    return CcxtVenueSettings(
+        name=name,
+        exchange_id=ex_id,
+        taker_fee=fee,
+        symbols=_symbols(v["symbols"], key + "symbols") if "symbols" in v else symbols,
+        depth=_int(v.get("depth", CCXT_DEFAULT_DEPTH), key + "depth", 1, 1000),
+        limit=None if limit is None else _int(limit, key + "limit", 1, 100_000),
+        options=_ccxt_options(v.get("options", {}), ex_id, key + "options"),
+        markets=None if v.get("markets") is None else _ccxt_markets(v["markets"], key + "markets"),
+    )
+
+
+def _ccxt_options(v: Any, ex_id: str, key: str) -> dict[str, Any]:
+    """Constructor settings for the ccxt exchange: each key must be an attribute ccxt knows, so
+    a typo (``url`` for ``urls``) fails here and not silently at run time. Values are never
+    echoed in errors: they may hold API keys."""
+    import ccxt.pro
+
+    if not isinstance(v, dict):
+        raise ConfigError(f"{key}: must be a mapping of ccxt constructor settings (urls, options, timeout, ...)")
+    cls = getattr(ccxt.pro, ex_id)
+    for k, val in v.items():
+        if not isinstance(k, str) or not k:
+            raise ConfigError(f"{key}: keys must be non-empty strings; got {k!r}")
+        if k == "markets":
+            raise ConfigError(f"{key}.markets: put pre-seeded markets in {key.rsplit('.', 1)[0]}.markets")
+        if not hasattr(cls, k):
+            close = difflib.get_close_matches(k, [a for a in dir(cls) if not a.startswith("_")], n=3)
+            raise ConfigError(f"{key}.{k}: not a ccxt {ex_id} setting"
+                              + (f"; did you mean {', '.join(close)}?" if close else ""))
+        if k in ("urls", "options", "headers") and not isinstance(val, dict):
+            raise ConfigError(f"{key}.{k}: must be a mapping")
+    return dict(v)
+
+
+def _ccxt_markets(v: Any, key: str) -> tuple[dict[str, Any], ...]:
+    if not isinstance(v, list) or not v:
+        raise ConfigError(f"{key}: must be a non-empty list of ccxt market dicts (id, symbol, base, quote, ...)")
+    for i, m in enumerate(v):
+        if not isinstance(m, dict) or not isinstance(m.get("id"), str) or not isinstance(m.get("symbol"), str):
+            raise ConfigError(f"{key}[{i}]: must be a ccxt market dict with string id and symbol")
+    return tuple(v)
 
 
 def _redis(r: dict[str, Any]) -> RedisSettings:
@@ -277,6 +374,13 @@ def _number(v: Any, key: str, lo: float, hi: float) -> float:
     if not lo <= f <= hi:
         raise ConfigError(f"{key}: must be between {lo:g} and {hi:g}; got {v!r}")
     return f
+
+
+def _int(v: Any, key: str, lo: int, hi: int) -> int:
+    f = _number(v, key, lo, hi)
+    if f != int(f):
+        raise ConfigError(f"{key}: must be a whole number; got {v!r}")
+    return int(f)
 
 
 def _bool(v: Any, key: str) -> bool:

@@ -62,6 +62,8 @@ class Opportunity:
     levels_sell: int
     recv_ns: int  # receive time of the frame that triggered the evaluation
     detected_ns: int
+    buy_integrity: str = "native"  # the books' integrity labels: "native" or "ccxt" (store/schema.py)
+    sell_integrity: str = "native"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -82,4 +84,6 @@ class Opportunity:
             "levels_sell": self.levels_sell,
             "recv_ns": self.recv_ns,
             "detected_ns": self.detected_ns,
+            "buy_integrity": self.buy_integrity,
+            "sell_integrity": self.sell_integrity,
         }

@@ -114,6 +114,7 @@ class SpreadDetector:
             buy_fee=str(self.fees[buy.venue]), sell_fee=str(self.fees[sell.venue]),
             buy_book_age_ms=_age_ms(buy, now_ns), sell_book_age_ms=_age_ms(sell, now_ns),
             levels_buy=fill.levels_buy, levels_sell=fill.levels_sell, recv_ns=trigger_ns, detected_ns=now_ns,
+            buy_integrity=buy.integrity, sell_integrity=sell.integrity,
         )
 
     def book_count(self) -> int:

@@ -20,7 +20,7 @@ from scanner.aio import wait_stop
 from scanner.book.l2 import L2Book
 from scanner.config import RedisSettings
 from scanner.sinks.metrics import Metrics
-from scanner.store.schema import book_key, encode_book
+from scanner.store.schema import INTEGRITY_NATIVE, book_key, encode_book
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ class BookStore:
         self.writes = 0
         self.failures = 0
         self.healthy = True
+        self.integrity: dict[str, str] = {}  # venue -> label written with its books (default native)
+
+    def set_integrity(self, venue: str, integrity: str) -> None:
+        """Label every book of ``venue`` (the ccxt.pro adapter sets ``"ccxt"``)."""
+        self.integrity[venue] = integrity
 
     def mark(self, venue: str, symbol: str, book: L2Book) -> None:
         self._dirty[(venue, symbol)] = book
@@ -86,8 +91,9 @@ class BookStore:
         s = self.settings
         now = time.time_ns()
         pipe = self.redis.pipeline(transaction=False)
+        integrity = self.integrity
         for (venue, symbol), book in batch.items():
-            payload = encode_book(venue, symbol, book, s.book_depth, now)
+            payload = encode_book(venue, symbol, book, s.book_depth, now, integrity.get(venue, INTEGRITY_NATIVE))
             pipe.set(book_key(symbol, venue), payload, px=s.book_ttl_ms)
             pipe.publish(s.channel, payload)
         await pipe.execute()

@@ -5,6 +5,10 @@ Key      ``book:{<symbol>}:<venue>``   e.g. ``book:{BTC/USDT}:okx``. The ``{symb
 Value    orjson object, see :func:`encode_book`; written with a TTL (``redis.book_ttl_ms``).
 Channel  ``redis.channel`` (default ``books``): every write is also PUBLISHed with the same
          payload, so the detector needs no extra GET.
+
+``integrity`` says how far a book can be trusted: ``"native"`` (our own collector: the venue's
+sequence chain and checksum verified by us) or ``"ccxt"`` (the generic ccxt.pro adapter: only
+what ccxt checks, which varies by venue). Payloads without the field are native.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import orjson
 from scanner.book.l2 import L2Book, Pair
 
 KEY_PREFIX = "book:"
+INTEGRITY_NATIVE = "native"
+INTEGRITY_CCXT = "ccxt"
 
 
 def book_key(symbol: str, venue: str) -> str:
     return f"{KEY_PREFIX}{{{symbol}}}:{venue}"
 
 
-def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns: int) -> bytes:
-    """``{"venue","symbol","valid","bids":[[px,sz]...],"asks":...,"seq","exch_ms","recv_ns","pub_ns"}``.
+def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns: int,
+                integrity: str = INTEGRITY_NATIVE) -> bytes:
+    """``{"venue","symbol","valid","bids":[[px,sz]...],"asks":...,"seq","exch_ms","recv_ns","pub_ns",
+    "integrity"}``.
 
     Prices/sizes are the venue's exact strings, best first, at most ``depth`` per side.
     ``exch_ms`` is the venue's timestamp of the last applied frame (0 if unknown),
@@ -31,11 +39,12 @@ def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns
     book that is resyncing is written with ``valid: false`` and no levels."""
     if book is None:
         return orjson.dumps({"venue": venue, "symbol": symbol, "valid": False, "bids": [], "asks": [],
-                             "seq": 0, "exch_ms": 0, "recv_ns": 0, "pub_ns": pub_ns})
+                             "seq": 0, "exch_ms": 0, "recv_ns": 0, "pub_ns": pub_ns, "integrity": integrity})
     return orjson.dumps({
         "venue": venue, "symbol": symbol, "valid": True,
         "bids": book.bids.top(depth), "asks": book.asks.top(depth),
         "seq": book.seq, "exch_ms": book.exch_ms, "recv_ns": book.recv_ns, "pub_ns": pub_ns,
+        "integrity": integrity,
     })
 
 
@@ -52,6 +61,7 @@ class BookView:
     recv_ns: int
     best_bid: float
     best_ask: float
+    integrity: str = INTEGRITY_NATIVE
 
 
 def decode_book(payload: bytes | str) -> BookView:
@@ -63,6 +73,7 @@ def decode_book(payload: bytes | str) -> BookView:
         return BookView(
             str(d["venue"]), str(d["symbol"]), bool(d["valid"]), bids, asks, int(d["exch_ms"]), int(d["recv_ns"]),
             float(bids[0][0]) if bids else 0.0, float(asks[0][0]) if asks else 0.0,
+            str(d.get("integrity", INTEGRITY_NATIVE)),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a book payload: {exc!r}") from None
