@@ -33,7 +33,7 @@ import orjson
 
 from scanner.book.errors import BookError, ParseError
 from scanner.book.sync import SyncedBook
-from scanner.capture import Http, Recv, detect_format, read_cryptofeed, read_lines, ts_to_ns
+from scanner.capture import Connect, Http, Recv, detect_format, read_cryptofeed, read_lines, ts_to_ns
 from scanner.markets import Market
 from scanner.model import BookMsg, Control
 from scanner.venues import VENUES
@@ -139,6 +139,8 @@ class Replayer:
                                 n_crc += 1
                     else:
                         n_ctl += 1
+                        if type(item) is Control and item.kind == "resync":
+                            self.stream_resync(item)
             except BookError as exc:
                 # The SyncedBook has invalidated itself: later diffs buffer until a snapshot.
                 errors[exc.reason] = errors.get(exc.reason, 0) + 1
@@ -151,6 +153,18 @@ class Replayer:
         res.checksums_verified += n_crc
         res.controls += n_ctl
         res.parse_errors += n_perr
+
+    def stream_resync(self, ctl: Control) -> None:
+        """The parser says the stream lost data (Coinbase's per-connection ``sequence_num`` skipped):
+        as the collector does, drop ``ctl.inst``'s book, or every book when it is "", and count one
+        error under ``ctl.detail``. The books then buffer diffs until their next snapshot."""
+        res = self.result
+        for inst, book in res.books.items():
+            if not ctl.inst or inst == ctl.inst:
+                book.invalidate()
+        reason = ctl.detail or "stream_gap"
+        res.errors[reason] = res.errors.get(reason, 0) + 1
+        res.error_log.append((ctl.inst, reason, "the stream lost data"))
 
     def feed_snapshot(self, inst: str, body: bytes, recv_ns: int) -> None:
         """Load a REST snapshot into ``inst``'s book, bridging the diffs it buffered."""
@@ -208,7 +222,7 @@ def snapshot_inst(spec: VenueSpec, url: str) -> str | None:
     want = urlsplit(spec.snapshot_request(spec.rest_url, _PLACEHOLDER).url)
     keys = [k for k, v in parse_qs(want.query).items() if v == [_PLACEHOLDER]]
     got = urlsplit(url)
-    if not keys or got.path != want.path:
+    if not keys or (got.path != want.path and got.path not in spec.snapshot_alt_paths):
         return None
     vals = parse_qs(got.query).get(keys[0])
     return vals[0] if vals else None
@@ -216,13 +230,19 @@ def snapshot_inst(spec: VenueSpec, url: str) -> str | None:
 
 def capture_events(venue: str, path: str | Path) -> list[Recv | RestSnapshot]:
     """A cryptofeed capture as replay events: ``recv`` frames in file order, with the
-    venue's REST book snapshots merged in by timestamp (ties: snapshot first)."""
+    venue's REST book snapshots merged in by timestamp (ties: snapshot first). With
+    ``spec.capture_url_part`` set, frames of connections to other URLs are left out."""
     spec = VENUES[venue]
     frames: list[Recv] = []
     snaps: list[RestSnapshot] = []
+    url_part = spec.capture_url_part
+    conn_url: dict[str, str] = {}  # connection -> URL, from its connect record
     for rec in read_cryptofeed(path):
         if isinstance(rec, Recv):
-            frames.append(rec)
+            if not url_part or url_part in conn_url.get(rec.conn, ""):
+                frames.append(rec)
+        elif isinstance(rec, Connect):
+            conn_url[rec.conn] = rec.addr
         elif isinstance(rec, Http):
             inst = snapshot_inst(spec, rec.url)
             if inst is not None:

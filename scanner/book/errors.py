@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 class BookError(Exception):
-    """The book can no longer be trusted; ``reason`` is the metrics label."""
+    """The book can no longer be trusted; ``reason`` is the metrics label. A ``routine`` error
+    (KuCoin's depth-limited snapshot running out) is an expected refresh, never backed off."""
 
     reason = "invalid"
+    routine = False
 
 
 class SequenceGap(BookError):

@@ -75,7 +75,7 @@ class VenueCollector:
                 self.venue, settings.ws_url, ids[start : start + step], text_ping=spec.text_ping,
                 text_pong=spec.text_pong, ping_idle_s=settings.ping_idle_s, watchdog_s=settings.watchdog_s,
                 max_age_s=spec.max_connection_age_s, max_sends_per_s=spec.max_sends_per_s, shard=shard,
-                resolve=resolve)
+                resolve=resolve, ping_periodically=spec.ping_periodically)
             self.connections.append(conn)
             self.parsers[shard] = spec.make_parser(
                 settings.channel, [self.markets[i] for i in conn.insts if i in self.markets])
@@ -225,7 +225,7 @@ class VenueCollector:
         self.sink.mark_invalid(self.venue, self.symbols[inst])
         now = time.monotonic()
         last, n = self._resync_hist.get(inst, (0.0, 0))
-        n = n + 1 if now - last < RESYNC_MEMORY_S else 1
+        n = n + 1 if now - last < RESYNC_MEMORY_S and not exc.routine else 1
         self._resync_hist[inst] = (now, n)
         delay = 0.0 if n == 1 else min(RESYNC_MAX_DELAY_S, 0.5 * 2 ** (n - 2))
         log.warning("%s: %s book broken (%s: %s); resyncing this instrument only%s", self.venue, inst, exc.reason,
@@ -255,7 +255,9 @@ class VenueCollector:
                     for frame in ws_snapshot(ev.inst, self.settings.channel):
                         conn.send(frame)
             elif self.spec.snapshot_on_subscribe and self.fetcher is not None:
-                for inst in conn.insts:
+                # an ack naming one instrument (Gate: one stream per request) seeds only that one:
+                # the others may not be subscribed yet, and a snapshot taken before would miss diffs
+                for inst in [ev.inst] if ev.inst in self.books else conn.insts:
                     if not self.books[inst].valid:
                         self.fetcher.request(inst)
         elif ev.kind == "send":

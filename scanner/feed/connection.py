@@ -43,12 +43,14 @@ class Connection:
     def __init__(self, venue: str, url: str, insts: Sequence[str], *, text_ping: bytes | None,
                  text_pong: bytes | None, ping_idle_s: float, watchdog_s: float, max_age_s: float,
                  max_sends_per_s: float, shard: int = 0,
-                 resolve: Callable[[], Awaitable[ConnectInfo]] | None = None) -> None:
+                 resolve: Callable[[], Awaitable[ConnectInfo]] | None = None,
+                 ping_periodically: bool = False) -> None:
         """``text_pong`` is the venue's keepalive answer: a frame equal to it, or a short frame
         containing it (JSON pongs carry ids and times). ``resolve`` runs before every connect
         and returns the URL to use (a venue's token handshake)."""
         self.venue, self.url, self.insts, self.shard = venue, url, list(insts), shard
         self.resolve = resolve
+        self.ping_periodically = ping_periodically  # ping every ping_idle_s, not only when idle
         self.text_ping, self.text_pong, self.ping_idle_s = text_ping, text_pong, ping_idle_s
         self.watchdog_s, self.max_age_s = watchdog_s, max_age_s
         self.send_interval = 1.0 / max_sends_per_s if max_sends_per_s > 0 else 0.0
@@ -90,6 +92,9 @@ class _Listener(picows.WSListener):
         self.conn, self.sink = conn, sink
         self.fragments: list[bytes] = []
         self.disconnected = asyncio.get_running_loop().create_future()
+        # Frames that arrive before the sink's on_open (a venue's welcome can come with the
+        # handshake, before ws_connect returns) wait here; None once they were handed over.
+        self.early: list[tuple[bytes, int]] | None = []
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         mt = frame.msg_type
@@ -110,6 +115,18 @@ class _Listener(picows.WSListener):
     def _deliver(self, payload: bytes) -> None:
         recv_ns = time.time_ns()
         self.conn.last_frame = time.monotonic()
+        if self.early is not None:
+            self.early.append((payload, recv_ns))
+            return
+        self._hand(payload, recv_ns)
+
+    def release(self) -> None:
+        """The sink has seen on_open: hand over the frames that came before it, in order."""
+        early, self.early = self.early or [], None
+        for payload, recv_ns in early:
+            self._hand(payload, recv_ns)
+
+    def _hand(self, payload: bytes, recv_ns: int) -> None:
         try:
             self.sink.on_frame(self.conn, payload, recv_ns)
         except Exception:  # a bug in handling one frame must not kill the connection
@@ -142,6 +159,9 @@ async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event)
         reason = "connect_failed"
         try:
             url = conn.url
+            strategy = picows.WSAutoPingStrategy.PING_WHEN_IDLE
+            if conn.ping_periodically:
+                strategy = picows.WSAutoPingStrategy.PING_PERIODICALLY
             if conn.resolve is not None:
                 info = await conn.resolve()
                 url = info.url
@@ -151,7 +171,8 @@ async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event)
             transport, listener = await picows.ws_connect(
                 lambda: _Listener(conn, sink), url, ssl_context=ssl_ctx,
                 enable_auto_ping=conn.ping_idle_s > 0, auto_ping_idle_timeout=conn.ping_idle_s or 10.0,
-                auto_ping_reply_timeout=min(10.0, conn.ping_idle_s or 10.0), websocket_handshake_timeout=10.0,
+                auto_ping_reply_timeout=min(10.0, conn.ping_idle_s or 10.0), auto_ping_strategy=strategy,
+                websocket_handshake_timeout=10.0,
                 max_frame_size=64 * 1024 * 1024,
             )
         except asyncio.CancelledError:
@@ -181,6 +202,7 @@ async def _serve(conn: Connection, sink: FrameSink, transport: picows.WSTranspor
     reason = "closed_by_venue"
     try:
         sink.on_open(conn)
+        listener.release()
         check = min(1.0, conn.watchdog_s / 4)
         stop_wait = asyncio.ensure_future(stop.wait())
         close_wait = asyncio.ensure_future(conn._close_requested.wait())

@@ -29,11 +29,11 @@ def connect_resolver(spec: VenueSpec, settings: VenueSettings) -> Resolver:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
                     session.post(url) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    raise HandshakeFailed(f"{spec.name}: POST {url} answered HTTP {resp.status}")
+                status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise HandshakeFailed(f"{spec.name}: POST {url} failed: {exc}") from None
+        if status != 200:  # outside the try: HandshakeFailed is an OSError, which it would re-wrap
+            raise HandshakeFailed(f"{spec.name}: POST {url} answered HTTP {status}")
         try:
             return parse(body, settings.ws_url)
         except ParseError as exc:

@@ -46,6 +46,10 @@ for _sym, _px in list(BASE_PRICES.items()):
         BASE_PRICES.setdefault(f"{_base}/USDC", _px)
         BASE_PRICES.setdefault(f"{_base}/USD", _px)
 BASE_PRICES.setdefault("USDT/USDC", 1.0)
+BASE_PRICES.setdefault("USDT/USD", 1.0)
+# Hyperliquid's Unit-bridged spot tokens trade at their underlying's price.
+for _wrapped, _base in (("UBTC", "BTC"), ("UETH", "ETH"), ("USOL", "SOL")):
+    BASE_PRICES.setdefault(f"{_wrapped}/USDC", BASE_PRICES[f"{_base}/USDT"])
 BASE_PRICES.setdefault("USDC/USDT", 1.0)
 
 log = logging.getLogger(__name__)

@@ -103,6 +103,12 @@ class VenueSpec:
     wait_ready: bool = False
     # POST this JSON body to the instruments endpoint instead of a GET (Hyperliquid ``/info``).
     instruments_body: bytes | None = None
-    # How far a book from this collector can be trusted: "native" (our own sequence/checksum
-    # validation) or a lower level for adapters.
-    integrity: str = "native"
+    # Replaying a cryptofeed capture: only frames of connections whose URL contains this are the
+    # venue's feed (Bybit records linear and spot sockets side by side, with identical topics). "" = all.
+    capture_url_part: str = ""
+    # Replaying a capture: other REST paths whose bodies are the same snapshot format as
+    # ``snapshot_request``'s (KuCoin captures hold the keyed full-depth /api/v3/market/orderbook/level2).
+    snapshot_alt_paths: tuple[str, ...] = ()
+    # Send ``text_ping`` every ``ping_idle_s`` even while data flows (Bitget, Hyperliquid: the server
+    # drops a client that has not *sent* anything for a while, however busy the stream is).
+    ping_periodically: bool = False
