@@ -30,6 +30,7 @@ from typing import Any
 
 from scanner.sim.base import FaultUnsupported, RequestRecord, SimConfig, SimConn, SimVenue
 from scanner.sim.binance import BinanceVenue
+from scanner.sim.bybit import BybitVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
 from scanner.sim.okx import OkxVenue
 
@@ -39,7 +40,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {"okx": OkxVenue, "binance": BinanceVenue}
+VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
+    "okx": OkxVenue,
+    "binance": BinanceVenue,
+    "bybit": BybitVenue,
+}
 
 
 class SimCluster:
