@@ -31,6 +31,7 @@ from typing import Any
 from scanner.sim.base import FaultUnsupported, RequestRecord, SimConfig, SimConn, SimVenue
 from scanner.sim.binance import BinanceVenue
 from scanner.sim.bybit import BybitVenue
+from scanner.sim.coinbase import CoinbaseVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
 from scanner.sim.okx import OkxVenue
 
@@ -44,6 +45,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "okx": OkxVenue,
     "binance": BinanceVenue,
     "bybit": BybitVenue,
+    "coinbase": CoinbaseVenue,
 }
 
 

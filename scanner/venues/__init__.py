@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from scanner.venues import binance, bybit, okx
+from scanner.venues import binance, bybit, coinbase, okx
 from scanner.venues.spec import VenueSpec
 
 VENUES: dict[str, VenueSpec] = {
     okx.NAME: okx.VENUE,
     binance.NAME: binance.VENUE,
     bybit.NAME: bybit.VENUE,
+    coinbase.NAME: coinbase.VENUE,
 }
