@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scanner.venues import binance, bybit, coinbase, okx
+from scanner.venues import binance, bybit, coinbase, kraken, okx
 from scanner.venues.spec import VenueSpec
 
 VENUES: dict[str, VenueSpec] = {
@@ -10,4 +10,5 @@ VENUES: dict[str, VenueSpec] = {
     binance.NAME: binance.VENUE,
     bybit.NAME: bybit.VENUE,
     coinbase.NAME: coinbase.VENUE,
+    kraken.NAME: kraken.VENUE,
 }
