@@ -32,6 +32,7 @@ from scanner.sim.base import FaultUnsupported, RequestRecord, SimConfig, SimConn
 from scanner.sim.binance import BinanceVenue
 from scanner.sim.bybit import BybitVenue
 from scanner.sim.coinbase import CoinbaseVenue
+from scanner.sim.gate import GateVenue
 from scanner.sim.kraken import KrakenVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
 from scanner.sim.okx import OkxVenue
@@ -48,6 +49,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "bybit": BybitVenue,
     "coinbase": CoinbaseVenue,
     "kraken": KrakenVenue,
+    "gate": GateVenue,
 }
 
 

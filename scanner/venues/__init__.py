@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scanner.venues import binance, bybit, coinbase, kraken, okx
+from scanner.venues import binance, bybit, coinbase, gate, kraken, okx
 from scanner.venues.spec import VenueSpec
 
 VENUES: dict[str, VenueSpec] = {
@@ -11,4 +11,5 @@ VENUES: dict[str, VenueSpec] = {
     bybit.NAME: bybit.VENUE,
     coinbase.NAME: coinbase.VENUE,
     kraken.NAME: kraken.VENUE,
+    gate.NAME: gate.VENUE,
 }
