@@ -34,6 +34,7 @@ from scanner.sim.bybit import BybitVenue
 from scanner.sim.coinbase import CoinbaseVenue
 from scanner.sim.gate import GateVenue
 from scanner.sim.kraken import KrakenVenue
+from scanner.sim.kucoin import KucoinVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
 from scanner.sim.okx import OkxVenue
 
@@ -50,6 +51,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "coinbase": CoinbaseVenue,
     "kraken": KrakenVenue,
     "gate": GateVenue,
+    "kucoin": KucoinVenue,
 }
 
 

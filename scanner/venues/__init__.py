@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scanner.venues import binance, bybit, coinbase, gate, kraken, okx
+from scanner.venues import binance, bybit, coinbase, gate, kraken, kucoin, okx
 from scanner.venues.spec import VenueSpec
 
 VENUES: dict[str, VenueSpec] = {
@@ -12,4 +12,5 @@ VENUES: dict[str, VenueSpec] = {
     coinbase.NAME: coinbase.VENUE,
     kraken.NAME: kraken.VENUE,
     gate.NAME: gate.VENUE,
+    kucoin.NAME: kucoin.VENUE,
 }
