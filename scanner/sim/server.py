@@ -30,6 +30,7 @@ from typing import Any
 
 from scanner.sim.base import FaultUnsupported, RequestRecord, SimConfig, SimConn, SimVenue
 from scanner.sim.binance import BinanceVenue
+from scanner.sim.bitget import BitgetVenue
 from scanner.sim.bybit import BybitVenue
 from scanner.sim.coinbase import CoinbaseVenue
 from scanner.sim.gate import GateVenue
@@ -52,6 +53,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "kraken": KrakenVenue,
     "gate": GateVenue,
     "kucoin": KucoinVenue,
+    "bitget": BitgetVenue,
 }
 
 

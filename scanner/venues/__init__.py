@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scanner.venues import binance, bybit, coinbase, gate, kraken, kucoin, okx
+from scanner.venues import binance, bitget, bybit, coinbase, gate, kraken, kucoin, okx
 from scanner.venues.spec import VenueSpec
 
 VENUES: dict[str, VenueSpec] = {
@@ -13,4 +13,5 @@ VENUES: dict[str, VenueSpec] = {
     kraken.NAME: kraken.VENUE,
     gate.NAME: gate.VENUE,
     kucoin.NAME: kucoin.VENUE,
+    bitget.NAME: bitget.VENUE,
 }
