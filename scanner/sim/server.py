@@ -34,6 +34,7 @@ from scanner.sim.bitget import BitgetVenue
 from scanner.sim.bybit import BybitVenue
 from scanner.sim.coinbase import CoinbaseVenue
 from scanner.sim.gate import GateVenue
+from scanner.sim.htx import HtxVenue
 from scanner.sim.kraken import KrakenVenue
 from scanner.sim.kucoin import KucoinVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
@@ -54,6 +55,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "gate": GateVenue,
     "kucoin": KucoinVenue,
     "bitget": BitgetVenue,
+    "htx": HtxVenue,
 }
 
 
