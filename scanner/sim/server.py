@@ -35,6 +35,7 @@ from scanner.sim.bybit import BybitVenue
 from scanner.sim.coinbase import CoinbaseVenue
 from scanner.sim.gate import GateVenue
 from scanner.sim.htx import HtxVenue
+from scanner.sim.hyperliquid import HyperliquidVenue
 from scanner.sim.kraken import KrakenVenue
 from scanner.sim.kucoin import KucoinVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
@@ -56,6 +57,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "kucoin": KucoinVenue,
     "bitget": BitgetVenue,
     "htx": HtxVenue,
+    "hyperliquid": HyperliquidVenue,
 }
 
 
