@@ -39,6 +39,7 @@ from scanner.sim.hyperliquid import HyperliquidVenue
 from scanner.sim.kraken import KrakenVenue
 from scanner.sim.kucoin import KucoinVenue
 from scanner.sim.market import MarketWalk, WalkParams, default_symbols
+from scanner.sim.mexc import MexcVenue
 from scanner.sim.okx import OkxVenue
 
 __all__ = [
@@ -57,6 +58,7 @@ VENUE_CLASSES: dict[str, type[SimVenue[Any]]] = {
     "kucoin": KucoinVenue,
     "bitget": BitgetVenue,
     "htx": HtxVenue,
+    "mexc": MexcVenue,
     "hyperliquid": HyperliquidVenue,
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scanner.venues import binance, bitget, bybit, coinbase, gate, htx, hyperliquid, kraken, kucoin, okx
+from scanner.venues import binance, bitget, bybit, coinbase, gate, htx, hyperliquid, kraken, kucoin, mexc, okx
 from scanner.venues.spec import VenueSpec
 
 VENUES: dict[str, VenueSpec] = {
@@ -15,5 +15,6 @@ VENUES: dict[str, VenueSpec] = {
     kucoin.NAME: kucoin.VENUE,
     bitget.NAME: bitget.VENUE,
     htx.NAME: htx.VENUE,
+    mexc.NAME: mexc.VENUE,
     hyperliquid.NAME: hyperliquid.VENUE,
 }
