@@ -10,6 +10,7 @@ import pytest
 
 from scanner import cli
 from scanner.config import ConfigError, from_dict, load
+from scanner.venues import VENUES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +22,10 @@ def base() -> dict[str, Any]:
 def test_shipped_configs_are_valid() -> None:
     for name in ("default.yaml", "demo.yaml"):
         s = load(ROOT / "configs" / name, env={})
-        assert set(s.venues) == {"okx", "binance"}
+        assert set(s.venues) == set(VENUES)  # every native venue, live and simulated
         assert s.venues["okx"].taker_fee == Decimal("0.001")
+    demo = load(ROOT / "configs" / "demo.yaml", env={})
+    assert all(v.ws_url.startswith("ws://127.0.0.1:") for v in demo.venues.values())  # never the internet
 
 
 def test_environment_overrides() -> None:
