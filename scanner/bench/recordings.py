@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS: list[tuple[str, str, str | None]] = [
     ("okx", "cryptofeed/OKX.jsonl.zst", "books"),
     ("binance", "cryptofeed/BINANCE.jsonl.zst", None),
+    ("htx", "cryptofeed/HUOBI.jsonl.zst", "depth.step0"),
+    ("bybit", "cryptofeed/BYBIT.jsonl.zst", "orderbook.200"),
+    ("gate", "cryptofeed/GATEIO.jsonl.zst", "order_book_update"),
+    ("kucoin", "cryptofeed/KUCOIN.jsonl.zst", None),
+    ("kraken", "cryptofeed/KRAKEN.jsonl.zst", "book-v1"),
+    ("coinbase", "cryptofeed/COINBASE.jsonl.zst", None),
+    ("bitget", "cryptofeed/BITGET.jsonl.zst", None),
+    ("hyperliquid", "ccxt/hyperliquid.watchOrderBook.extract.json", None),
 ]
 
 

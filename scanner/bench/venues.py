@@ -44,12 +44,11 @@ def rss_mb(pid: int) -> float:
 
 
 def shared_symbols(venues: list[str], limit: int) -> list[str]:
-    """The symbols listed by the most venues (at least two), most widely listed first."""
+    """The symbols listed by the most venues, most widely listed first."""
     count: Counter[str] = Counter()
     for v in venues:
         count.update(list(MarketMap(v, load_markets(v)[0]).by_symbol))
-    ranked = [s for s, n in count.most_common() if n >= 2]
-    return ranked[:limit]
+    return [s for s, _n in count.most_common(limit)]
 
 
 def scrape(port: int) -> dict[str, float]:
