@@ -1,7 +1,9 @@
-"""Shared fixtures: a private Redis per test session, and the recorded traffic folder."""
+"""Shared fixtures: a private Redis per test session, the recorded traffic folder, and a writable
+copy of configs/markets."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -52,6 +54,14 @@ def recorded_dir() -> Path:
         pytest.fail(f"recorded traffic not found at {path} (expected <project root>/../shared/recorded)",
                     pytrace=False)
     return path
+
+
+@pytest.fixture
+def market_cache(tmp_path: Path) -> Path:
+    """configs/markets copied into tmp: the pipeline's market cache, free to be refreshed."""
+    cache = tmp_path / "markets"
+    shutil.copytree(PROJECT_ROOT / "configs" / "markets", cache)
+    return cache
 
 
 @pytest.fixture

@@ -5,29 +5,13 @@ snapshot and the seqId-chained updates, and must end up with exactly the simulat
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import ccxt.pro
 
-from scanner.markets import Market
 from scanner.sim.server import SimCluster, SimConfig
+from tests.pipeline_helpers import as_floats, ccxt_markets
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-
-
-def unified_markets(markets: list[Market]) -> list[dict[str, Any]]:
-    """ccxt market dicts for the simulator's instruments (read from configs/markets/okx.json)."""
-    return [{
-        "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base, "quoteId": m.quote,
-        "type": "spot", "spot": True, "margin": False, "swap": False, "future": False, "option": False,
-        "contract": False, "active": m.active, "precision": {"amount": float(m.lot), "price": float(m.tick)},
-        "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                   "cost": {"min": None, "max": None}},
-    } for m in markets]
-
-
-def as_floats(levels: list[tuple[str, str]]) -> list[list[float]]:
-    return [[float(p), float(q)] for p, q in levels]
 
 
 async def test_ccxt_pro_okx_keeps_the_simulators_book() -> None:
@@ -36,7 +20,7 @@ async def test_ccxt_pro_okx_keeps_the_simulators_book() -> None:
         port = cluster.okx.port
         ex = ccxt.pro.okx({"urls": {"api": {"ws": f"ws://127.0.0.1:{port}/ws/v5"}}})
         try:
-            ex.set_markets(unified_markets(cluster.okx.markets))
+            ex.set_markets(ccxt_markets(cluster.okx.markets))
             nonces = []
             for _ in range(6):
                 ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 10)

@@ -9,9 +9,7 @@ under an ``asyncio.wait_for`` deadline; never bare sleeps.
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -20,30 +18,22 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
 from scanner.book.l2 import L2Book
-from scanner.config import Settings, from_dict
+from scanner.config import from_dict
 from scanner.feed.ccxtpro import CcxtProCollector
 from scanner.markets import Market
 from scanner.sim.server import SimCluster
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import book_key, decode_book
+from tests.pipeline_helpers import ccxt_market, metric, native, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
 
 # ----- helpers -------------------------------------------------------------------------------------
 def ccxt_markets(markets: list[Market]) -> list[dict[str, Any]]:
     """ccxt unified market dicts for a simulator's instruments (read from configs/markets)."""
-    return [{
-        "id": m.venue_id, "lowercaseId": m.venue_id.lower(), "symbol": m.symbol, "base": m.base, "quote": m.quote,
-        "baseId": m.base, "quoteId": m.quote, "type": "spot", "spot": True, "margin": False, "swap": False,
-        "future": False, "option": False, "contract": False, "linear": None, "inverse": None, "active": m.active,
-        "precision": {"amount": float(m.lot), "price": float(m.tick)},
-        "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                   "cost": {"min": None, "max": None}},
-    } for m in markets]
+    return [ccxt_market(m, lowercaseId=m.venue_id.lower(), linear=None, inverse=None) for m in markets]
 
 
 def ccxt_venue(sims: SimCluster, venue: str, **extra: Any) -> dict[str, Any]:
@@ -59,55 +49,6 @@ def ccxt_venue(sims: SimCluster, venue: str, **extra: Any) -> dict[str, Any]:
     else:
         urls = {"api": {"ws": {"spot": f"ws://127.0.0.1:{port}/ws?s="}, "public": f"{sims.rest_url(venue)}/api/v3"}}
     return {"options": {"urls": urls}, "markets": ccxt_markets(sims.venue(venue).markets), **extra}
-
-
-def settings(sims: SimCluster, redis_url: str, cache: Path, venues: dict[str, Any], **detector: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": venues,
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000, **detector},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-def native(sims: SimCluster, venue: str) -> dict[str, Any]:
-    return {"ws_url": sims.url(venue), "rest_url": sims.rest_url(venue), "watchdog_s": 60}
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-@asynccontextmanager
-async def running(s: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(s, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 20.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str]) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 class Stored:
@@ -181,7 +122,7 @@ async def test_per_symbol_watch_when_the_exchange_lacks_watch_for_symbols() -> N
         task = asyncio.create_task(c.run(stop))
         try:
             await until(lambda: sink.valid == set(SYMBOLS), sims,
-                        "both symbols through watch_order_book")
+                        "both symbols through watch_order_book", seconds=20)
             assert c.watch_loops == 2 and c.exchange.has["watchOrderBookForSymbols"] is False
             assert all(c.valid.values()) and c.errors == 0
         finally:
@@ -194,10 +135,10 @@ async def test_ccxt_okx_books_land_in_redis_and_survive_gap_and_disconnect(redis
                                                                           market_cache: Path) -> None:
     async with SimCluster(venues=["okx"], symbols=SYMBOLS, tick_ms=50, seed=11) as sims:
         r = Redis.from_url(redis_url, socket_timeout=30)
-        s = settings(sims, redis_url, market_cache, {"ccxtpro:okx": ccxt_venue(sims, "okx", depth=20)})
+        s = settings_for(sims, redis_url, market_cache, venues={"ccxtpro:okx": ccxt_venue(sims, "okx", depth=20)})
         async with running(s) as p:
             c = p.ccxt_collectors["ccxtpro:okx"]
-            await until(lambda: all(c.valid.values()) and len(c.valid) == 2, sims, "both ccxt books valid")
+            await until(lambda: all(c.valid.values()) and len(c.valid) == 2, sims, "both ccxt books valid", seconds=20)
             for sym in SYMBOLS:
                 await assert_book_matches_simulator(sims, r, "okx", sym, 20)
             assert [q.path for q in sims.okx.requests] == ["/ws/v5/public"]  # one websocket, no REST
@@ -205,8 +146,9 @@ async def test_ccxt_okx_books_land_in_redis_and_survive_gap_and_disconnect(redis
             # a lost update: ccxt's seqId check rejects the watch, we invalidate and it resubscribes
             labels = {"venue": "ccxtpro:okx", "reason": "seq_gap"}
             sims.okx.skip_seq("BTC/USDT")
-            await until(lambda: metric(p, "scanner_resyncs_total", labels) >= 1, sims, "the ccxt nonce error")
-            await until(lambda: c.valid["BTC/USDT"], sims, "BTC/USDT valid again")
+            await until(lambda: metric(p, "scanner_resyncs_total", labels) >= 1, sims, "the ccxt nonce error",
+                        seconds=20)
+            await until(lambda: c.valid["BTC/USDT"], sims, "BTC/USDT valid again", seconds=20)
             await assert_book_matches_simulator(sims, r, "okx", "BTC/USDT", 20)
 
             # a dropped connection: every book invalid in Redis, then valid again after ccxt reconnects
@@ -244,10 +186,10 @@ async def test_ccxt_okx_books_land_in_redis_and_survive_gap_and_disconnect(redis
 async def test_ccxt_binance_bridges_rest_snapshot_and_lands_in_redis(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["binance"], symbols=SYMBOLS, tick_ms=50, seed=12) as sims:
         r = Redis.from_url(redis_url, socket_timeout=30)
-        s = settings(sims, redis_url, market_cache, {"ccxtpro:binance": ccxt_venue(sims, "binance")})
+        s = settings_for(sims, redis_url, market_cache, venues={"ccxtpro:binance": ccxt_venue(sims, "binance")})
         async with running(s) as p:
             c = p.ccxt_collectors["ccxtpro:binance"]
-            await until(lambda: all(c.valid.values()) and len(c.valid) == 2, sims, "both ccxt books valid")
+            await until(lambda: all(c.valid.values()) and len(c.valid) == 2, sims, "both ccxt books valid", seconds=20)
             for sym in SYMBOLS:
                 await assert_book_matches_simulator(sims, r, "binance", sym, 20)
             paths = [q.path for q in sims.binance.requests]
@@ -267,7 +209,7 @@ async def test_opportunity_between_native_and_ccxt_venue_carries_integrity(redis
         sims.set_book("binance", "BTC/USDT", bids=[["65500", "0.3"], ["65150", "1"]], asks=[["65600", "1"]])
         r = Redis.from_url(redis_url, socket_timeout=30)
         venues = {"okx": native(sims, "okx"), "ccxtpro:binance": ccxt_venue(sims, "binance")}
-        async with running(settings(sims, redis_url, market_cache, venues)):
+        async with running(settings_for(sims, redis_url, market_cache, venues=venues)):
             got = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
                        await r.xread({"opportunities": "0"}, block=20_000, count=10))
             raw = await r.get(book_key("BTC/USDT", "okx"))

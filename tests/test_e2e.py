@@ -6,76 +6,15 @@ own ticks (``wait_ticks``) between checks of a condition; never bare sleeps.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
 
-import orjson
-import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.config import Settings, from_dict
 from scanner.sim.server import SimCluster
+from tests.pipeline_helpers import metric, next_opportunities, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 FEE = Decimal("0.001")
-
-
-def settings_for(sims: SimCluster, redis_url: str, cache: Path, **detector: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {name: {"ws_url": sims.url(name), "rest_url": sims.rest_url(name), "watchdog_s": 60}
-                   for name in sims.venues},
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000, **detector},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-async def next_opportunities(r: Redis, last: bytes | str, wait_s: float) -> list[tuple[bytes, dict[str, Any]]]:
-    got = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-               await r.xread({"opportunities": last}, block=int(wait_s * 1000), count=100))
-    return [(eid, orjson.loads(f[b"data"])) for _, entries in got for eid, f in entries]
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str] | None = None) -> float:
-    return p.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
 async def test_injected_spread_reported_with_exact_size_and_profit(redis_url: str, market_cache: Path) -> None:

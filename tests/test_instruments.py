@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,9 @@ from scanner.feed.instruments import MarketsUnavailable, load_markets
 from scanner.sim.server import SimCluster
 from scanner.venues import VENUES
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-async def test_fetch_then_fallback_and_cache_left_alone(tmp_path: Path) -> None:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
+async def test_fetch_then_fallback_and_cache_left_alone(tmp_path: Path, market_cache: Path) -> None:
+    cache = market_cache
     before = (cache / "okx.json").read_bytes()
     async with SimCluster(venues=["okx"], symbols=["BTC/USDT", "ETH/USDT"], tick_ms=0) as sims:
         vs = from_dict({"symbols": ["BTC/USDT"], "venues": {"okx": {"ws_url": sims.url("okx"),

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +19,16 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
+from scanner.app import Pipeline
 from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, ParseError, SequenceGap
 from scanner.book.sync import SyncedBook
-from scanner.config import Settings, from_dict
 from scanner.model import BookMsg, Control
 from scanner.sim.base import FaultUnsupported
 from scanner.sim.bitget import BitgetKnobs, BitgetVenue
 from scanner.sim.server import SimCluster, SimConfig
-from scanner.store.schema import book_key
 from scanner.venues.bitget import BitgetParser, make_book, parse_instruments
+from tests.pipeline_helpers import as_floats, ccxt_market, metric, redis_equals_sim, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 5.0
 SYMBOLS = ["BTC/USDT", "ETH/BTC", "XRP/USDT"]
 # (symbol, base, quote, pricePrecision, quantityPrecision) as in configs/markets/bitget.json; the tests keep
@@ -285,88 +281,33 @@ async def test_garbage_stall_drop_and_rest(session: aiohttp.ClientSession, marke
 # ------------------------------------------------------------------ end to end and ccxt.pro
 
 
-def settings_for(sims: SimCluster, redis_url: str, cache: Path, **venue: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {"bitget": {"ws_url": sims.url("bitget"), "rest_url": sims.rest_url("bitget"), "watchdog_s": 60,
-                              **venue}},
-        "redis": {"url": redis_url},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, **labels: str) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
 def resynced(p: Pipeline, reason: str) -> Callable[[], bool]:
-    return lambda: metric(p, "scanner_resyncs_total", venue="bitget", reason=reason) >= 1
+    return lambda: metric(p, "scanner_resyncs_total", {"venue": "bitget", "reason": reason}) >= 1
 
 
-async def redis_equals_sim(r: Redis, sims: SimCluster, symbol: str) -> None:
-    """Freeze the market and wait until Redis holds exactly the simulator's top 20 levels."""
-    sims.freeze()
-    want = [[list(lv) for lv in side] for side in sims.book("bitget", symbol, 20)]
-
-    async def loop() -> None:
-        while True:
-            raw = await r.get(book_key(symbol, "bitget"))
-            d = orjson.loads(raw) if raw else {}
-            if d.get("valid") and [d["bids"], d["asks"]] == want:
-                return
-            await sims.wait_ticks(1)
-    await asyncio.wait_for(loop(), 15)
-    sims.freeze(False)
-
-
-async def test_end_to_end_books_in_redis_and_resyncs(redis_url: str, tmp_path: Path) -> None:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
+async def test_end_to_end_books_in_redis_and_resyncs(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["bitget"], symbols=["BTC/USDT", "ETH/USDT"], tick_ms=50, seed=5) as sims:
         venue, r = sim(sims), Redis.from_url(redis_url, socket_timeout=30)
-        async with running(settings_for(sims, redis_url, cache, ping_idle_s=0.5)) as p:
+        async with running(settings_for(sims, redis_url, market_cache, venue={"ping_idle_s": 0.5})) as p:
             col = p.collectors["bitget"]
             await until(lambda: all(b.valid for b in col.books.values()), sims, "both books to sync")
             pings = venue.pings  # pinged on schedule although book data never stops flowing (tick 50 ms)
             await until(lambda: venue.pings >= pings + 3, sims, "periodic pings")
-            await redis_equals_sim(r, sims, "BTC/USDT")
+            await redis_equals_sim(r, sims, "bitget", "BTC/USDT")
             for fault, symbol, reason in ((venue.skip_seq, "BTC/USDT", "seq_gap"),
                                           (venue.corrupt_checksum, "ETH/USDT", "checksum")):
                 other = col.books["ETHUSDT" if symbol == "BTC/USDT" else "BTCUSDT"]
                 fault(symbol)
                 await until(resynced(p, reason), sims, f"the {reason} resync")
                 await until(lambda: all(b.valid for b in col.books.values()), sims, f"{symbol} to resync")
-                assert other.valid and metric(p, "scanner_resyncs_total", venue="bitget", reason=reason) == 1
-                await redis_equals_sim(r, sims, symbol)
+                assert other.valid and metric(p, "scanner_resyncs_total", {"venue": "bitget", "reason": reason}) == 1
+                await redis_equals_sim(r, sims, "bitget", symbol)
             venue.drop()
-            await until(lambda: metric(p, "scanner_resyncs_total", venue="bitget", reason="reconnect") >= 2, sims,
+            reconnects = {"venue": "bitget", "reason": "reconnect"}
+            await until(lambda: metric(p, "scanner_resyncs_total", reconnects) >= 2, sims,
                         "the reconnect to invalidate both books")
             await until(lambda: all(b.valid for b in col.books.values()), sims, "the books after reconnecting")
-            await redis_equals_sim(r, sims, "ETH/USDT")
+            await redis_equals_sim(r, sims, "bitget", "ETH/USDT")
         await r.aclose()
 
 
@@ -374,13 +315,8 @@ async def test_ccxt_pro_bitget_keeps_the_simulators_book() -> None:
     async with SimCluster(venues=["bitget"], symbols=["BTC/USDT"], seed=3, tick_ms=25) as cluster:
         ex = ccxt.pro.bitget({"urls": {"api": {"ws": {"public": cluster.url("bitget")}}}})
         try:
-            ex.set_markets([{
-                "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base,
-                "quoteId": m.quote, "type": "spot", "spot": True, "margin": False, "swap": False, "future": False,
-                "option": False, "contract": False, "active": True,
-                "precision": {"amount": float(m.lot), "price": float(m.tick)},
-                "limits": {"amount": {"min": float(m.min_size), "max": None}},
-            } for m in sim(cluster).markets])
+            ex.set_markets([ccxt_market(m, active=True, limits={"amount": {"min": float(m.min_size), "max": None}})
+                            for m in sim(cluster).markets])
             stamps: set[int] = set()
             for _ in range(6):
                 ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 10)
@@ -391,8 +327,8 @@ async def test_ccxt_pro_bitget_keeps_the_simulators_book() -> None:
             def same() -> bool:
                 bids, asks = cluster.book("bitget", "BTC/USDT")
                 # ccxt keeps [price, amount, the raw level] per row (the raw strings feed its checksum)
-                return bool([lv[:2] for lv in ob["bids"]] == [[float(p), float(q)] for p, q in bids]
-                            and [lv[:2] for lv in ob["asks"]] == [[float(p), float(q)] for p, q in asks])
+                return bool([lv[:2] for lv in ob["bids"]] == as_floats(bids)
+                            and [lv[:2] for lv in ob["asks"]] == as_floats(asks))
 
             while not same():  # frozen: every pending update is on its way, then nothing moves
                 async with asyncio.timeout(10):

@@ -5,74 +5,19 @@ with deadlines, never on bare sleeps."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import ccxt.pro
-import orjson
-import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.config import Settings, from_dict
 from scanner.feed.collector import VenueCollector
-from scanner.markets import Market
 from scanner.sim.bybit import BybitKnobs, BybitVenue
 from scanner.sim.server import SimCluster
-from scanner.store.schema import book_key
+from tests.pipeline_helpers import book_lands_in_redis, ccxt_markets, metric, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-def settings_for(sims: SimCluster, redis_url: str, cache: Path, **venue: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {name: {"ws_url": sims.url(name), "rest_url": sims.rest_url(name), "watchdog_s": 60, **venue}
-                   for name in sims.venues},
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str]) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def bybit(sims: SimCluster) -> BybitVenue:
@@ -82,36 +27,16 @@ def bybit(sims: SimCluster) -> BybitVenue:
 
 
 async def lands_in_redis(r: Redis, sims: SimCluster, col: VenueCollector, symbol: str) -> dict[str, Any]:
-    """Freeze the market, wait until Redis holds the simulator's current window of ``symbol``, and
-    return the stored payload (its levels must equal the simulator's top 20)."""
-    sims.freeze()
+    """Redis and the collector hold the simulator's current window of ``symbol`` (its top 20)."""
     venue, inst = bybit(sims), symbol.replace("/", "")
-    target = venue.topic_u(inst, 50)
-    stored: dict[str, Any] = {}
-
-    async def loop() -> None:
-        nonlocal stored
-        while True:
-            raw = await r.get(book_key(symbol, "bybit"))
-            stored = orjson.loads(raw) if raw else {}
-            if stored.get("valid") and stored.get("seq") == target and col.books[inst].book.seq == target:
-                return
-            await sims.wait_ticks(1)
-
-    try:
-        await asyncio.wait_for(loop(), 15)
-    except TimeoutError:
-        pytest.fail(f"{symbol} never reached Redis at u={target}: {stored}")
-    bids, asks = venue.book(symbol, 20)
-    assert stored["bids"] == [list(x) for x in bids] and stored["asks"] == [list(x) for x in asks]
-    sims.freeze(False)
-    return stored
+    return await book_lands_in_redis(r, sims, col, "bybit", symbol, inst, lambda: venue.topic_u(inst, 50),
+                                     lambda: venue.book(symbol, 20), "u")
 
 
 async def test_bybit_books_reach_redis_and_resync_after_gap_and_disconnect(redis_url: str,
                                                                            market_cache: Path) -> None:
     async with SimCluster(venues=["bybit"], symbols=SYMBOLS, tick_ms=50, seed=8) as sims, \
-            running(settings_for(sims, redis_url, market_cache, ping_idle_s=0.2)) as p:
+            running(settings_for(sims, redis_url, market_cache, venue={"ping_idle_s": 0.2})) as p:
         venue = bybit(sims)
         venue.knobs = BybitKnobs(idle_s=1.0, resnapshot_p=0.0)
         r = Redis.from_url(redis_url, socket_timeout=10)
@@ -154,25 +79,13 @@ async def test_bybit_books_reach_redis_and_resync_after_gap_and_disconnect(redis
         await r.aclose()
 
 
-def ccxt_markets(markets: list[Market]) -> list[dict[str, Any]]:
-    """ccxt market dicts for the simulator's instruments (read from configs/markets/bybit.json)."""
-    return [{
-        "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base, "quoteId": m.quote,
-        "settle": None, "settleId": None, "type": "spot", "spot": True, "margin": False, "swap": False,
-        "future": False, "option": False, "contract": False, "linear": None, "inverse": None, "active": m.active,
-        "precision": {"amount": float(m.lot), "price": float(m.tick)},
-        "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                   "cost": {"min": None, "max": None}},
-    } for m in markets]
-
-
 async def test_ccxt_pro_bybit_keeps_the_simulators_book() -> None:
     async with SimCluster(venues=["bybit"], symbols=SYMBOLS, seed=3, tick_ms=0) as cluster:
         venue = bybit(cluster)
         venue.knobs = BybitKnobs(resnapshot_p=0.0)
         ex = ccxt.pro.bybit({"urls": {"api": {"ws": {"public": {"spot": cluster.url("bybit")}}}}})
         try:
-            ex.set_markets(ccxt_markets(venue.markets))
+            ex.set_markets(ccxt_markets(venue.markets, settle=None, settleId=None, linear=None, inverse=None))
             ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 10)  # orderbook.50: the snapshot
             compared = 0
             for _ in range(20):

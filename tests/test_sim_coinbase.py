@@ -7,10 +7,8 @@ and futures with deadlines, never on sleeps."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +18,16 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
 from scanner.book.errors import CrossedBook, ParseError
 from scanner.book.sync import SyncedBook
-from scanner.config import Settings, from_dict
 from scanner.model import BookMsg, Control
 from scanner.sim.base import FaultUnsupported
 from scanner.sim.coinbase import BOOK_PATH, PRODUCTS_PATH, CoinbaseKnobs, CoinbaseVenue
 from scanner.sim.server import SimCluster, SimConfig
-from scanner.store.schema import book_key
 from scanner.venues.coinbase import CoinbaseParser, make_book, parse_instruments, resubscribe, subscribe
+from tests.pipeline_helpers import as_floats, ccxt_markets, metric, redis_equals_sim, running, settings_for, until
 
 TIMEOUT = 5.0
-ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTC/USD", "BTC/USDC", "ETH/USDT", "XRP/USDC"]
 # (product_id, alias, price_increment, base_increment) as in configs/markets/coinbase.json; the tests keep
 # their own copy so that they do not depend on the cache file, which the app may refresh.
@@ -312,93 +307,42 @@ async def test_rest_products_and_request_log(session: aiohttp.ClientSession, mar
 # ------------------------------------------------------------------ end to end, through real Redis
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 20.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-async def redis_matches(r: Redis, sims: SimCluster, symbol: str) -> None:
-    """Freeze the market and wait until Redis holds the simulator's top 20 for ``symbol``."""
-    sims.freeze()
-    want = [[list(lv) for lv in side] for side in sims.book("coinbase", symbol, 20)]
-    got: dict[str, Any] = {}
-
-    async def loop() -> None:
-        nonlocal got
-        while True:
-            raw = await r.get(book_key(symbol, "coinbase"))
-            got = orjson.loads(raw) if raw else {}
-            if got.get("valid") and [got["bids"], got["asks"]] == want:
-                return
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), 20)
-    except TimeoutError:
-        pytest.fail(f"Redis never matched the simulator's {symbol} book; last: {got}")
-    sims.freeze(False)
-
-
-async def test_end_to_end_alias_gap_crossed_and_disconnect(redis_url: str, tmp_path: Path) -> None:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
+async def test_end_to_end_alias_gap_crossed_and_disconnect(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["coinbase"], symbols=["BTC/USD", "BTC/USDC", "ETH/USDT"], tick_ms=50,
                           seed=11) as sims:
-        settings = from_dict({
-            "symbols": ["BTC/USDC", "ETH/USDT"],  # BTC/USDC only: its book streams as BTC-USD
-            "venues": {"coinbase": {"ws_url": sims.url("coinbase"), "rest_url": sims.rest_url("coinbase"),
-                                    "watchdog_s": 60}},
-            "redis": {"url": redis_url}, "metrics": {"port": 0},
-            "markets": {"cache_dir": str(cache), "refresh": True},
-        }, {})
+        # BTC/USDC only: its book streams as BTC-USD
+        settings = settings_for(sims, redis_url, market_cache, symbols=["BTC/USDC", "ETH/USDT"])
         r = Redis.from_url(redis_url, socket_timeout=30)
         async with running(settings) as p:
             cb = p.collectors["coinbase"]
             assert cb.aliases == {"BTC-USD": ["BTC-USDC"]} and sorted(cb.books) == ["BTC-USDC", "ETH-USDT"]
-            await until(lambda: all(b.valid for b in cb.books.values()), sims, "both books to sync")
+            await until(lambda: all(b.valid for b in cb.books.values()), sims, "both books to sync", seconds=20)
             assert sims.book("coinbase", "BTC/USDC") == sims.book("coinbase", "BTC/USD")
-            await redis_matches(r, sims, "BTC/USDC")
-            await redis_matches(r, sims, "ETH/USDT")
+            await redis_equals_sim(r, sims, "coinbase", "BTC/USDC", seconds=20)
+            await redis_equals_sim(r, sims, "coinbase", "ETH/USDT", seconds=20)
 
             def resyncs(reason: str, name: str = "scanner_resyncs_total") -> float:
-                return p.metrics.registry.get_sample_value(name, {"venue": "coinbase", "reason": reason}) or 0.0
+                return metric(p, name, {"venue": "coinbase", "reason": reason})
 
             sims.venue("coinbase").skip_seq("ETH/USDT")  # one lost frame: every book on the socket resyncs
-            await until(lambda: resyncs("seq_gap") >= 2, sims, "the connection's sequence gap")
-            await until(lambda: all(b.valid for b in cb.books.values()), sims, "resync after the gap")
+            await until(lambda: resyncs("seq_gap") >= 2, sims, "the connection's sequence gap", seconds=20)
+            await until(lambda: all(b.valid for b in cb.books.values()), sims, "resync after the gap", seconds=20)
             assert resyncs("seq_gap") == 2
-            await redis_matches(r, sims, "ETH/USDT")
-            await redis_matches(r, sims, "BTC/USDC")
+            await redis_equals_sim(r, sims, "coinbase", "ETH/USDT", seconds=20)
+            await redis_equals_sim(r, sims, "coinbase", "BTC/USDC", seconds=20)
 
             sims.venue("coinbase").corrupt_level("BTC/USDC", "crossed")
-            await until(lambda: resyncs("crossed") >= 1, sims, "the crossed book")
-            await until(lambda: cb.books["BTC-USDC"].valid, sims, "BTC-USDC to resync")
+            await until(lambda: resyncs("crossed") >= 1, sims, "the crossed book", seconds=20)
+            await until(lambda: cb.books["BTC-USDC"].valid, sims, "BTC-USDC to resync", seconds=20)
             assert resyncs("crossed") == 1 and resyncs("seq_gap") == 2
-            await redis_matches(r, sims, "BTC/USDC")
+            await redis_equals_sim(r, sims, "coinbase", "BTC/USDC", seconds=20)
 
             sims.venue("coinbase").drop()
-            await until(lambda: resyncs("reconnect") >= 2, sims, "the disconnect")
-            await until(lambda: all(b.valid for b in cb.books.values()), sims, "resync after reconnecting")
+            await until(lambda: resyncs("reconnect") >= 2, sims, "the disconnect", seconds=20)
+            await until(lambda: all(b.valid for b in cb.books.values()), sims, "resync after reconnecting", seconds=20)
             assert resyncs("closed_by_venue", "scanner_reconnects_total") >= 1
-            await redis_matches(r, sims, "BTC/USDC")
-            await redis_matches(r, sims, "ETH/USDT")
+            await redis_equals_sim(r, sims, "coinbase", "BTC/USDC", seconds=20)
+            await redis_equals_sim(r, sims, "coinbase", "ETH/USDT", seconds=20)
             assert resyncs("malformed", "scanner_parse_errors_total") == 0
         await r.aclose()
 
@@ -410,14 +354,7 @@ async def test_ccxt_pro_coinbase_keeps_the_simulators_book() -> None:
     async with SimCluster(venues=["coinbase"], symbols=["BTC/USD", "BTC/USDC"], seed=3, tick_ms=25) as cluster:
         ex = ccxt.pro.coinbase({"urls": {"api": {"ws": cluster.url("coinbase")}}})
         try:
-            ex.set_markets([{
-                "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base,
-                "quoteId": m.quote, "type": "spot", "spot": True, "margin": False, "swap": False, "future": False,
-                "option": False, "contract": False, "active": m.active,
-                "precision": {"amount": float(m.lot), "price": float(m.tick)},
-                "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                           "cost": {"min": None, "max": None}},
-            } for m in sim(cluster).markets])
+            ex.set_markets(ccxt_markets(sim(cluster).markets))
             stamps = set()
             for _ in range(6):  # BTC/USDC: ccxt subscribes BTC-USDC and resolves it from the BTC-USD frames
                 ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDC"), 10)
@@ -427,10 +364,9 @@ async def test_ccxt_pro_coinbase_keeps_the_simulators_book() -> None:
 
             def same() -> bool:
                 bids, asks = cluster.book("coinbase", "BTC/USDC")
-                return bool(ob["bids"] == [[float(p), float(q)] for p, q in bids]
-                            and ob["asks"] == [[float(p), float(q)] for p, q in asks])
+                return bool(ob["bids"] == as_floats(bids) and ob["asks"] == as_floats(asks))
 
-            await until(same, cluster, "ccxt.pro's book to equal the simulator's")
+            await until(same, cluster, "ccxt.pro's book to equal the simulator's", seconds=20)
             assert len(ob["bids"]) == 400 and ob["symbol"] == "BTC/USD"
             assert [q.path for q in sim(cluster).requests] == ["/"]  # no REST at all
         finally:

@@ -5,74 +5,19 @@ at the simulator. Waiting is on simulator ticks or frames with deadlines, never 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import ccxt.pro
-import orjson
-import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.config import Settings, from_dict
 from scanner.feed.collector import VenueCollector
-from scanner.markets import Market
 from scanner.sim.gate import GateKnobs, GateVenue
 from scanner.sim.server import SimCluster
-from scanner.store.schema import book_key
+from tests.pipeline_helpers import book_lands_in_redis, ccxt_markets, metric, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-def settings_for(sims: SimCluster, redis_url: str, cache: Path, **venue: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {name: {"ws_url": sims.url(name), "rest_url": sims.rest_url(name), "watchdog_s": 60, **venue}
-                   for name in sims.venues},
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str]) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def gate(sims: SimCluster) -> GateVenue:
@@ -83,34 +28,14 @@ def gate(sims: SimCluster) -> GateVenue:
 
 async def lands_in_redis(r: Redis, sims: SimCluster, col: VenueCollector, symbol: str,
                          target: Callable[[], int]) -> None:
-    """Freeze the market, wait until Redis holds the book at the simulator's ``target()`` id, and
-    check its levels equal the simulator's top 20."""
-    sims.freeze()
-    inst = symbol.replace("/", "_")
-    want = target()
-    stored: dict[str, Any] = {}
-
-    async def loop() -> None:
-        nonlocal stored
-        while True:
-            raw = await r.get(book_key(symbol, "gate"))
-            stored = orjson.loads(raw) if raw else {}
-            if stored.get("valid") and stored.get("seq") == want and col.books[inst].book.seq == want:
-                return
-            await sims.wait_ticks(1)
-
-    try:
-        await asyncio.wait_for(loop(), 15)
-    except TimeoutError:
-        pytest.fail(f"{symbol} never reached Redis at id {want}: {stored}")
-    bids, asks = gate(sims).book(symbol, 20)
-    assert stored["bids"] == [list(x) for x in bids] and stored["asks"] == [list(x) for x in asks]
-    sims.freeze(False)
+    """Redis and the collector hold the book at the simulator's ``target()`` id (its top 20)."""
+    await book_lands_in_redis(r, sims, col, "gate", symbol, symbol.replace("/", "_"), target,
+                              lambda: gate(sims).book(symbol, 20), "id")
 
 
 async def test_gate_obu_books_reach_redis_and_resync(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["gate"], symbols=SYMBOLS, tick_ms=50, seed=12) as sims, \
-            running(settings_for(sims, redis_url, market_cache, ping_idle_s=0.2)) as p:
+            running(settings_for(sims, redis_url, market_cache, venue={"ping_idle_s": 0.2})) as p:
         venue = gate(sims)
         venue.knobs = GateKnobs(idle_s=1.0, resnapshot_p=0.0)
         r = Redis.from_url(redis_url, socket_timeout=10)
@@ -150,7 +75,7 @@ async def test_gate_obu_books_reach_redis_and_resync(redis_url: str, market_cach
 
 async def test_gate_legacy_channel_bridges_to_rest_and_resyncs(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["gate"], symbols=SYMBOLS, tick_ms=50, seed=13) as sims, \
-            running(settings_for(sims, redis_url, market_cache, channel="order_book_update")) as p:
+            running(settings_for(sims, redis_url, market_cache, venue={"channel": "order_book_update"})) as p:
         venue = gate(sims)
         r = Redis.from_url(redis_url, socket_timeout=10)
         col = p.collectors["gate"]
@@ -173,17 +98,6 @@ async def test_gate_legacy_channel_bridges_to_rest_and_resyncs(redis_url: str, m
         await r.aclose()
 
 
-def ccxt_markets(markets: list[Market]) -> list[dict[str, Any]]:
-    return [{
-        "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base, "quoteId": m.quote,
-        "settle": None, "type": "spot", "spot": True, "margin": False, "swap": False, "future": False,
-        "option": False, "contract": False, "linear": None, "inverse": None, "active": m.active,
-        "precision": {"amount": float(m.lot), "price": float(m.tick)},
-        "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                   "cost": {"min": None, "max": None}},
-    } for m in markets]
-
-
 async def test_ccxt_pro_gate_keeps_the_simulators_book() -> None:
     """ccxt.pro 4.5.90 ``gate`` uses ``spot.obu`` ``ob.PAIR.50`` for spot books: the simulator's
     default channel, so the same full + U/u diffs our collector reads."""
@@ -192,7 +106,7 @@ async def test_ccxt_pro_gate_keeps_the_simulators_book() -> None:
         venue.knobs = GateKnobs(resnapshot_p=0.0)
         ex = ccxt.pro.gate({"urls": {"api": {"spot": cluster.url("gate")}}})
         try:
-            ex.set_markets(ccxt_markets(venue.markets))
+            ex.set_markets(ccxt_markets(venue.markets, settle=None, linear=None, inverse=None))
             ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 10)
             compared = 0
             for _ in range(20):

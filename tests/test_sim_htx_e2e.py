@@ -5,74 +5,21 @@ deadlines, never on bare sleeps."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 import ccxt.pro
 import orjson
-import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.config import Settings, from_dict
 from scanner.feed.collector import VenueCollector
-from scanner.markets import Market
 from scanner.sim.htx import HtxKnobs, HtxVenue
 from scanner.sim.server import SimCluster, SimConfig
 from scanner.store.schema import book_key
+from tests.pipeline_helpers import as_floats, book_lands_in_redis, ccxt_market, metric, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-def settings_for(sims: SimCluster, redis_url: str, cache: Path, **detector: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {name: {"ws_url": sims.url(name), "rest_url": sims.rest_url(name), "watchdog_s": 60}
-                   for name in sims.venues},
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000, **detector},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str]) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def htx(sims: SimCluster) -> HtxVenue:
@@ -82,30 +29,10 @@ def htx(sims: SimCluster) -> HtxVenue:
 
 
 async def lands_in_redis(r: Redis, sims: SimCluster, col: VenueCollector, symbol: str) -> dict[str, Any]:
-    """Freeze the market, wait until Redis holds the simulator's last ``mbp.150`` state of ``symbol``,
-    and check the stored levels are the simulator's top 20, string for string."""
-    sims.freeze()
+    """Redis and the collector hold the simulator's last ``mbp.150`` state of ``symbol`` (its top 20)."""
     venue, inst = htx(sims), symbol.replace("/", "").lower()
-    target = venue.view_seq(inst, 150)
-    stored: dict[str, Any] = {}
-
-    async def loop() -> None:
-        nonlocal stored
-        while True:
-            raw = await r.get(book_key(symbol, "htx"))
-            stored = orjson.loads(raw) if raw else {}
-            if stored.get("valid") and stored.get("seq") == target and col.books[inst].book.seq == target:
-                return
-            await sims.wait_ticks(1)
-
-    try:
-        await asyncio.wait_for(loop(), 15)
-    except TimeoutError:
-        pytest.fail(f"{symbol} never reached Redis at seqNum {target}: {stored}")
-    bids, asks = venue.book(symbol, 20)
-    assert stored["bids"] == [list(x) for x in bids] and stored["asks"] == [list(x) for x in asks]
-    sims.freeze(False)
-    return stored
+    return await book_lands_in_redis(r, sims, col, "htx", symbol, inst, lambda: venue.view_seq(inst, 150),
+                                     lambda: venue.book(symbol, 20), "seqNum")
 
 
 async def test_htx_books_reach_redis_keepalive_holds_and_resyncs_heal(redis_url: str, market_cache: Path) -> None:
@@ -178,29 +105,14 @@ async def test_htx_number_text_prices_an_opportunity_exactly(redis_url: str, mar
                                                           - Decimal("65000") * Decimal("1.001"))
 
 
-def ccxt_markets(markets: list[Market]) -> list[dict[str, Any]]:
-    """ccxt market dicts for the simulator's instruments (read from configs/markets/htx.json)."""
-    return [{
-        "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base.lower(),
-        "quoteId": m.quote.lower(), "settle": None, "settleId": None, "type": "spot", "spot": True, "margin": False,
-        "swap": False, "future": False, "option": False, "contract": False, "linear": None, "inverse": None,
-        "active": m.active, "precision": {"amount": float(m.lot), "price": float(m.tick)},
-        "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                   "cost": {"min": None, "max": None}},
-    } for m in markets]
-
-
-def as_floats(levels: list[tuple[str, str]]) -> list[list[float]]:
-    return [[float(p), float(q)] for p, q in levels]
-
-
 async def test_ccxt_pro_htx_keeps_the_simulators_book() -> None:
     async with SimCluster(venues=["htx"], symbols=SYMBOLS, seed=3, tick_ms=25) as cluster:
         venue = htx(cluster)
         # ccxt uses the /feed URL for spot mbp books: subscribe, req on the same socket, pong the pings
         ex = ccxt.pro.htx({"urls": {"api": {"ws": {"api": {"spot": {"feed": cluster.url("htx")}}}}}})
         try:
-            ex.set_markets(ccxt_markets(venue.markets))
+            ex.set_markets([ccxt_market(m, baseId=m.base.lower(), quoteId=m.quote.lower(), settle=None, settleId=None,
+                                      linear=None, inverse=None) for m in venue.markets])
             nonces = []
             for _ in range(6):
                 ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 15)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,16 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
+from scanner.app import Pipeline
 from scanner.book.errors import CrossedBook, ParseError
 from scanner.book.sync import SyncedBook
-from scanner.config import Settings, from_dict
 from scanner.model import BookMsg, Control
 from scanner.sim.base import FaultUnsupported
 from scanner.sim.hyperliquid import HlKnobs, HyperliquidVenue
 from scanner.sim.server import SimCluster, SimConfig
-from scanner.store.schema import book_key
 from scanner.venues.hyperliquid import HyperliquidParser, make_book, parse_instruments
+from tests.pipeline_helpers import as_floats, ccxt_market, metric, redis_equals_sim, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 5.0
 SYMBOLS = ["HYPE/USDC", "UBTC/USDC"]
 COINS = {"HYPE/USDC": "@107", "UBTC/USDC": "@142"}
@@ -245,82 +241,29 @@ async def test_info_endpoint(session: aiohttp.ClientSession, markets: Path) -> N
 # ------------------------------------------------------------------ end to end and ccxt.pro
 
 
-def settings_for(sims: SimCluster, redis_url: str, cache: Path) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {"hyperliquid": {"ws_url": sims.url("hyperliquid"), "rest_url": sims.rest_url("hyperliquid"),
-                                   "watchdog_s": 60, "ping_idle_s": 0.5}},
-        "redis": {"url": redis_url},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
 def resyncs(p: Pipeline, reason: str) -> float:
-    return p.metrics.registry.get_sample_value("scanner_resyncs_total", {"venue": "hyperliquid",
-                                                                         "reason": reason}) or 0.0
+    return metric(p, "scanner_resyncs_total", {"venue": "hyperliquid", "reason": reason})
 
 
-async def redis_equals_sim(r: Redis, sims: SimCluster, symbol: str) -> None:
-    """Freeze the market and wait until Redis holds exactly the simulator's top 20 levels."""
-    sims.freeze()
-    want = [[list(lv) for lv in side] for side in sims.book("hyperliquid", symbol, 20)]
-
-    async def loop() -> None:
-        while True:
-            raw = await r.get(book_key(symbol, "hyperliquid"))
-            d = orjson.loads(raw) if raw else {}
-            if d.get("valid") and [d["bids"], d["asks"]] == want:
-                return
-            await sims.wait_ticks(1)
-    await asyncio.wait_for(loop(), 15)
-    sims.freeze(False)
-
-
-async def test_end_to_end_books_in_redis_and_resyncs(redis_url: str, tmp_path: Path) -> None:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
+async def test_end_to_end_books_in_redis_and_resyncs(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["hyperliquid"], symbols=SYMBOLS, tick_ms=50, seed=5) as sims:
         venue, r = sim(sims), Redis.from_url(redis_url, socket_timeout=30)
-        async with running(settings_for(sims, redis_url, cache)) as p:
+        async with running(settings_for(sims, redis_url, market_cache, venue={"ping_idle_s": 0.5})) as p:
             col = p.collectors["hyperliquid"]
             assert sorted(col.books) == ["@107", "@142"]
             await until(lambda: all(b.valid for b in col.books.values()), sims, "both books")
             pings = venue.pings  # pinged on schedule although books keep arriving every 50 ms
             await until(lambda: venue.pings >= pings + 3, sims, "periodic pings")
-            await redis_equals_sim(r, sims, "HYPE/USDC")
+            await redis_equals_sim(r, sims, "hyperliquid", "HYPE/USDC")
             venue.corrupt_level("UBTC/USDC", "crossed")
             await until(lambda: resyncs(p, "crossed") >= 1, sims, "the crossed book to be refused")
             await until(lambda: all(b.valid for b in col.books.values()), sims, "UBTC to recover")
             assert resyncs(p, "crossed") == 1
-            await redis_equals_sim(r, sims, "UBTC/USDC")
+            await redis_equals_sim(r, sims, "hyperliquid", "UBTC/USDC")
             venue.drop()
             await until(lambda: resyncs(p, "reconnect") >= 2, sims, "the reconnect to invalidate both books")
             await until(lambda: all(b.valid for b in col.books.values()), sims, "the books after reconnecting")
-            await redis_equals_sim(r, sims, "HYPE/USDC")
+            await redis_equals_sim(r, sims, "hyperliquid", "HYPE/USDC")
         await r.aclose()
 
 
@@ -328,13 +271,9 @@ async def test_ccxt_pro_hyperliquid_keeps_the_simulators_book() -> None:
     async with SimCluster(venues=["hyperliquid"], symbols=["HYPE/USDC"], seed=3, tick_ms=25) as cluster:
         ex = ccxt.pro.hyperliquid({"urls": {"api": {"ws": {"public": cluster.url("hyperliquid")}}}})
         try:
-            ex.set_markets([{
-                "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base,
-                "quoteId": m.quote, "baseName": m.base, "type": "spot", "spot": True, "margin": False,
-                "swap": False, "future": False, "option": False, "contract": False, "active": True,
-                "precision": {"amount": float(m.lot), "price": float(m.tick)},
-                "limits": {"amount": {"min": float(m.min_size), "max": None}},
-            } for m in sim(cluster).markets])
+            ex.set_markets([ccxt_market(m, baseName=m.base, active=True,
+                                        limits={"amount": {"min": float(m.min_size), "max": None}})
+                            for m in sim(cluster).markets])
             stamps: set[int] = set()
             for _ in range(4):
                 ob = await asyncio.wait_for(ex.watch_order_book("HYPE/USDC"), 10)
@@ -346,7 +285,7 @@ async def test_ccxt_pro_hyperliquid_keeps_the_simulators_book() -> None:
                 async with asyncio.timeout(10):
                     ob = await ex.watch_order_book("HYPE/USDC")
             bids, asks = cluster.book("hyperliquid", "HYPE/USDC", 20)
-            assert ob["bids"] == [[float(p), float(q)] for p, q in bids]
-            assert ob["asks"] == [[float(p), float(q)] for p, q in asks]
+            assert ob["bids"] == as_floats(bids)
+            assert ob["asks"] == as_floats(asks)
         finally:
             await ex.close()

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +18,17 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
 from scanner.book.errors import ChecksumMismatch, CrossedBook, ParseError
 from scanner.book.sync import SyncedBook
-from scanner.config import Settings, from_dict
 from scanner.model import BookMsg, Control
 from scanner.sim.base import FaultUnsupported
 from scanner.sim.kraken import KrakenVenue
 from scanner.sim.server import SimCluster, SimConfig
 from scanner.store.schema import book_key
 from scanner.venues.kraken import KrakenParser, make_book, resubscribe
+from tests.pipeline_helpers import as_floats, ccxt_market, metric, running, settings_for, until
 
 TIMEOUT = 5.0
-ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "XRP/USDT"]
 # (key, altname, wsname, base, pair_decimals, ordermin): a test copy, independent of configs/markets
 PAIRS = [("XBTUSDT", "XBTUSDT", "XBT/USDT", "XXBT", 1, "0.00005"),
@@ -291,43 +287,10 @@ async def test_rest_asset_pairs_depth_and_set_book(session: aiohttp.ClientSessio
 # ------------------------------------------------------------------ end to end and ccxt.pro
 
 
-def settings_for(sims: SimCluster, redis_url: str, cache: Path) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {"kraken": {"ws_url": sims.url("kraken"), "rest_url": sims.rest_url("kraken"), "watchdog_s": 60}},
-        "redis": {"url": redis_url}, "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline, stop = Pipeline(settings, {COLLECT, DETECT}), asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 20.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-async def test_end_to_end_redis_book_and_resyncs(redis_url: str, tmp_path: Path) -> None:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
+async def test_end_to_end_redis_book_and_resyncs(redis_url: str, market_cache: Path) -> None:
     r = Redis.from_url(redis_url, socket_timeout=30)
     async with SimCluster(venues=["kraken"], symbols=["BTC/USDT", "ETH/USDT"], tick_ms=50, seed=11,
-                          markets_dir=cache) as sims, running(settings_for(sims, redis_url, cache)) as p:
+                          markets_dir=market_cache) as sims, running(settings_for(sims, redis_url, market_cache)) as p:
         col, venue = p.collectors["kraken"], kv(sims)
         btc, eth = col.books["BTC/USDT"], col.books["ETH/USDT"]
         stored: dict[str, Any] = {}
@@ -341,10 +304,9 @@ async def test_end_to_end_redis_book_and_resyncs(redis_url: str, tmp_path: Path)
             sims.freeze(False)
 
         def resyncs(reason: str) -> float:
-            return p.metrics.registry.get_sample_value("scanner_resyncs_total",
-                                                       {"venue": "kraken", "reason": reason}) or 0.0
+            return metric(p, "scanner_resyncs_total", {"venue": "kraken", "reason": reason})
 
-        await until(lambda: btc.valid and eth.valid, sims, "both Kraken books to sync")
+        await until(lambda: btc.valid and eth.valid, sims, "both Kraken books to sync", seconds=20)
         await asyncio.wait_for(redis_matches(), 20)
         assert len(stored["bids"]) == len(stored["asks"]) == 20 and stored["exch_ms"] > 0
         faults: list[tuple[Callable[[], None], str, float]] = [
@@ -354,10 +316,10 @@ async def test_end_to_end_redis_book_and_resyncs(redis_url: str, tmp_path: Path)
             (venue.drop, "reconnect", 1)]
         for fault, reason, n in faults:
             fault()
-            await until(lambda: resyncs(reason) >= n, sims, f"a {reason} resync")  # noqa: B023
-            await until(lambda: btc.valid, sims, f"BTC/USDT to resync after {reason}")
+            await until(lambda: resyncs(reason) >= n, sims, f"a {reason} resync", seconds=20)  # noqa: B023
+            await until(lambda: btc.valid, sims, f"BTC/USDT to resync after {reason}", seconds=20)
         assert resyncs("checksum") == 2 and resyncs("crossed") == 1 and resyncs("seq_gap") == 0
-        await until(lambda: eth.valid, sims, "ETH/USDT after the reconnect")
+        await until(lambda: eth.valid, sims, "ETH/USDT after the reconnect", seconds=20)
         await asyncio.wait_for(redis_matches(), 20)
         paths = [q.path for q in venue.requests]
         assert paths.count("/v2") == 2 and paths.count("/0/public/AssetPairs") == 1
@@ -368,14 +330,8 @@ async def test_ccxt_pro_kraken_keeps_the_simulators_book(markets: Path) -> None:
     async with cluster(markets, tick_ms=25) as c:
         ex = ccxt.pro.kraken({"urls": {"api": {"ws": {"publicV2": c.url("kraken")}}}})
         try:
-            ex.set_markets([{
-                "id": m.venue_id.replace("/", ""), "symbol": m.symbol, "base": m.base, "quote": m.quote,
-                "baseId": m.base, "quoteId": m.quote, "type": "spot", "spot": True, "margin": False, "swap": False,
-                "future": False, "option": False, "contract": False, "active": True,
-                "precision": {"amount": float(m.lot), "price": float(m.tick)},
-                "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                           "cost": {"min": None, "max": None}},
-                "info": {"wsname": m.venue_id}} for m in kv(c).markets])
+            ex.set_markets([ccxt_market(m, id=m.venue_id.replace("/", ""), active=True, info={"wsname": m.venue_id})
+                            for m in kv(c).markets])
             seen = set()
             for _ in range(6):
                 ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT", 25), 10)
@@ -383,13 +339,13 @@ async def test_ccxt_pro_kraken_keeps_the_simulators_book(markets: Path) -> None:
             assert len(seen) > 1  # it followed live updates
             c.freeze()
             bids, asks = c.book("kraken", "BTC/USDT", 25)
-            want = ([[float(p), float(q)] for p, q in bids], [[float(p), float(q)] for p, q in asks])
+            want = (as_floats(bids), as_floats(asks))
 
             def same() -> bool:
                 book = ex.orderbooks["BTC/USDT"]
                 return ([list(x) for x in book["bids"]], [list(x) for x in book["asks"]]) == want
 
-            await until(same, c, "ccxt to reach the frozen book")  # the updates already in flight
+            await until(same, c, "ccxt to reach the frozen book", seconds=20)  # the updates already in flight
             ob = ex.orderbooks["BTC/USDT"]
             assert len(ob["bids"]) == len(ob["asks"]) == 25
             assert [q.path for q in kv(c).requests] == ["/v2"]  # no REST at all

@@ -6,73 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import ccxt.pro
-import orjson
-import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.config import Settings, from_dict
 from scanner.feed.collector import VenueCollector
-from scanner.markets import Market
 from scanner.sim.kucoin import KucoinVenue
 from scanner.sim.server import SimCluster, SimConfig
-from scanner.store.schema import book_key
+from tests.pipeline_helpers import book_lands_in_redis, ccxt_markets, metric, running, settings_for, until
 
-ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["SOL/USDT", "XRP/USDT"]
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-def settings_for(sims: SimCluster, redis_url: str, cache: Path) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {name: {"ws_url": sims.url(name), "rest_url": sims.rest_url(name), "watchdog_s": 60}
-                   for name in sims.venues},
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str]) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def kucoin(sims: SimCluster) -> KucoinVenue:
@@ -86,30 +31,10 @@ def paths(venue: KucoinVenue, prefix: str, status: int | None = None) -> list[st
 
 
 async def lands_in_redis(r: Redis, sims: SimCluster, col: VenueCollector, symbol: str) -> dict[str, Any]:
-    """Freeze the market, wait until Redis holds the simulator's current state of ``symbol`` and
-    check that the stored levels equal the simulator's top 20."""
-    sims.freeze()
+    """Redis and the collector hold the simulator's current state of ``symbol`` (its top 20)."""
     venue, inst = kucoin(sims), symbol.replace("/", "-")
-    target = venue.seq(inst)
-    stored: dict[str, Any] = {}
-
-    async def loop() -> None:
-        nonlocal stored
-        while True:
-            raw = await r.get(book_key(symbol, "kucoin"))
-            stored = orjson.loads(raw) if raw else {}
-            if stored.get("valid") and stored.get("seq") == target and col.books[inst].book.seq == target:
-                return
-            await sims.wait_ticks(1)
-
-    try:
-        await asyncio.wait_for(loop(), 15)
-    except TimeoutError:
-        pytest.fail(f"{symbol} never reached Redis at sequence {target}: {stored}")
-    bids, asks = venue.book(inst, 20)
-    assert stored["bids"] == [list(x) for x in bids] and stored["asks"] == [list(x) for x in asks]
-    sims.freeze(False)
-    return stored
+    return await book_lands_in_redis(r, sims, col, "kucoin", symbol, inst, lambda: venue.seq(inst),
+                                     lambda: venue.book(inst, 20), "sequence")
 
 
 async def test_kucoin_books_reach_redis_and_resync(redis_url: str, market_cache: Path) -> None:
@@ -165,17 +90,6 @@ async def test_kucoin_books_reach_redis_and_resync(redis_url: str, market_cache:
             assert metric(p, "scanner_parse_errors_total", {"venue": "kucoin", "reason": "malformed"}) == 0
             assert metric(p, "scanner_venue_errors_total", {"venue": "kucoin"}) == 0
             await r.aclose()
-
-
-def ccxt_markets(markets: list[Market]) -> list[dict[str, Any]]:
-    """ccxt market dicts for the simulator's instruments (read from configs/markets/kucoin.json)."""
-    return [{
-        "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base, "quoteId": m.quote,
-        "type": "spot", "spot": True, "margin": False, "swap": False, "future": False, "option": False,
-        "contract": False, "active": m.active, "precision": {"amount": float(m.lot), "price": float(m.tick)},
-        "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                   "cost": {"min": None, "max": None}},
-    } for m in markets]
 
 
 async def test_ccxt_pro_kucoin_keeps_the_simulators_book() -> None:

@@ -6,80 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import ccxt.pro
 import orjson
-import pytest
 from redis.asyncio import Redis
 
-from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.config import Settings, from_dict
 from scanner.feed.collector import VenueCollector
 from scanner.sim.market import WalkParams
 from scanner.sim.mexc import MexcKnobs, MexcVenue
 from scanner.sim.server import SimCluster
 from scanner.store.schema import book_key
 from scanner.venues.mexc_pb import AGGRE_DEPTHS, decode_push
+from tests.pipeline_helpers import as_floats, ccxt_markets, metric, running, settings_for, until
 
 TIMEOUT = 5.0
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def mexc(cluster: SimCluster) -> MexcVenue:
     v = cluster.venue("mexc")
     assert isinstance(v, MexcVenue)
     return v
-
-
-@pytest.fixture
-def market_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "markets"
-    shutil.copytree(ROOT / "configs" / "markets", cache)
-    return cache
-
-
-def settings_for(sims: SimCluster, redis_url: str, cache: Path, **venue: Any) -> Settings:
-    return from_dict({
-        "symbols": sims.symbols,
-        "venues": {"mexc": {"ws_url": sims.url("mexc"), "rest_url": sims.rest_url("mexc"), "watchdog_s": 60, **venue}},
-        "redis": {"url": redis_url},
-        "detector": {"min_net_bps": 2, "min_profit_quote": "0.1", "max_book_age_ms": 5000},
-        "metrics": {"port": 0},
-        "markets": {"cache_dir": str(cache), "refresh": True},
-    }, {})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    try:
-        await asyncio.wait_for(pipeline.started.wait(), 15)
-        yield pipeline
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def until(cond: Callable[[], bool], sims: SimCluster, what: str, seconds: float = 15.0) -> None:
-    async def loop() -> None:
-        while not cond():
-            await sims.wait_ticks(1)
-    try:
-        await asyncio.wait_for(loop(), seconds)
-    except TimeoutError:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}")
-
-
-def metric(p: Pipeline, name: str, labels: dict[str, str]) -> float:
-    return p.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 async def lands_in_redis(r: Redis, sims: SimCluster, col: VenueCollector, symbol: str) -> None:
@@ -103,7 +52,7 @@ async def lands_in_redis(r: Redis, sims: SimCluster, col: VenueCollector, symbol
 
 async def test_mexc_books_reach_redis_and_resync(redis_url: str, market_cache: Path) -> None:
     async with SimCluster(venues=["mexc"], symbols=["BTC/USDT", "ETH/USDT"], tick_ms=50, seed=8) as sims, \
-            running(settings_for(sims, redis_url, market_cache, ping_idle_s=0.2)) as p:
+            running(settings_for(sims, redis_url, market_cache, venue={"ping_idle_s": 0.2})) as p:
         venue, col = mexc(sims), p.collectors["mexc"]
         venue.knobs = MexcKnobs(idle_s=1.0)
         r = Redis.from_url(redis_url, socket_timeout=10)
@@ -180,14 +129,7 @@ async def test_ccxt_pro_mexc_keeps_the_simulators_book() -> None:
         if not have_protobuf():  # else ccxt decodes the frames itself
             ex.decode_proto_msg = message_to_dict
         try:
-            ex.set_markets([{
-                "id": m.venue_id, "symbol": m.symbol, "base": m.base, "quote": m.quote, "baseId": m.base,
-                "quoteId": m.quote, "type": "spot", "spot": True, "margin": False, "swap": False, "future": False,
-                "option": False, "contract": False, "active": m.active,
-                "precision": {"amount": float(m.lot), "price": float(m.tick)},
-                "limits": {"amount": {"min": float(m.min_size), "max": None}, "price": {"min": None, "max": None},
-                           "cost": {"min": None, "max": None}},
-            } for m in venue.markets])
+            ex.set_markets(ccxt_markets(venue.markets))
             nonces = []
             for _ in range(5):
                 ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 10)
@@ -198,8 +140,8 @@ async def test_ccxt_pro_mexc_keeps_the_simulators_book() -> None:
             await until(lambda: ex.orderbooks["BTC/USDT"]["nonce"] == target, sims, "ccxt to catch up")
             book = ex.orderbooks["BTC/USDT"]
             bids, asks = venue.book("BTC/USDT", 20)
-            assert book["bids"][:20] == [[float(p), float(q)] for p, q in bids]
-            assert book["asks"][:20] == [[float(p), float(q)] for p, q in asks]
+            assert book["bids"][:20] == as_floats(bids)
+            assert book["asks"][:20] == as_floats(asks)
             assert [q.path for q in venue.requests] == ["/ws", "/api/v3/depth?symbol=BTCUSDT"]
         finally:
             await ex.close()
