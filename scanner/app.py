@@ -165,7 +165,8 @@ def describe(s: Settings) -> str:
                      f"markets={'pre-seeded ' + str(len(c.markets)) if c.markets else 'load_markets'}")
     d = s.detector
     lines.append(f"detector: min_net_bps={d.min_net_bps} min_profit_quote={d.min_profit_quote} "
-                 f"max_book_age_ms={d.max_book_age_ms} max_notional_quote={d.max_notional_quote}")
+                 f"max_book_age_ms={d.max_book_age_ms} max_notional_quote={d.max_notional_quote} "
+                 f"min_duration_ms={d.min_duration_ms}")
     lines.append(f"redis: {_redact(s.redis.url)} stream={s.redis.stream} channel={s.redis.channel}")
     lines.append(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Command line: ``scanner run | collect | detect | simulate | demo | replay | check-config | markets``.
+"""Command line: ``scanner run | collect | detect | simulate | demo | replay | check-config | markets | history``.
 
 The only module that reads argv; each subcommand lives in its own module exposing
 ``add_arguments(parser)`` and ``main(args) -> int``.
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("scanner.replay", "feed a file of raw frames through a venue parser and book"),
     "check-config": ("scanner.app", "validate a config file and print the effective settings"),
     "markets": ("scanner.markets_cli", "show which venues list a symbol; refresh the cached instrument lists"),
+    "history": ("scanner.history", "summarise closed opportunities: top symbols and venue pairs"),
 }
 
 

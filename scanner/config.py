@@ -75,6 +75,8 @@ class RedisSettings:
     channel: str = "books"
     stream: str = "opportunities"
     stream_maxlen: int = 10_000
+    history: str = "opportunity_history"  # closed opportunities only (``scanner history``)
+    history_maxlen: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class DetectorSettings:
     max_book_age_ms: int = 5_000
     max_notional_quote: Decimal = Decimal("100000")
     emit_interval_ms: int = 1_000
+    min_duration_ms: int = 0  # persistence before an opportunity opens (0: at once)
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,8 @@ def _redis(r: dict[str, Any]) -> RedisSettings:
         channel=_name(r.get("channel", d.channel), "redis.channel"),
         stream=_name(r.get("stream", d.stream), "redis.stream"),
         stream_maxlen=int(_number(r.get("stream_maxlen", d.stream_maxlen), "redis.stream_maxlen", 10, 10_000_000)),
+        history=_name(r.get("history", d.history), "redis.history"),
+        history_maxlen=_int(r.get("history_maxlen", d.history_maxlen), "redis.history_maxlen", 10, 10_000_000),
     )
 
 
@@ -306,6 +311,7 @@ def _detector(r: dict[str, Any]) -> DetectorSettings:
                                     "detector.max_notional_quote", positive=True),
         emit_interval_ms=int(_number(r.get("emit_interval_ms", d.emit_interval_ms), "detector.emit_interval_ms",
                                      0, 3_600_000)),
+        min_duration_ms=_int(r.get("min_duration_ms", d.min_duration_ms), "detector.min_duration_ms", 0, 3_600_000),
     )
 
 

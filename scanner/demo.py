@@ -72,7 +72,8 @@ async def run_demo(settings: Settings, seed: int, stop: asyncio.Event) -> None:
             await pipeline.run(stop)
         finally:
             printer.cancel()
-        print(f"demo: {pipeline.sink.emitted} opportunities emitted, {pipeline.store.writes} book writes", flush=True)
+        print(f"demo: {pipeline.sink.emitted} opportunity events emitted, {pipeline.store.writes} book writes",
+              flush=True)
 
 
 async def print_opportunities(settings: Settings, stop: asyncio.Event) -> None:
@@ -100,9 +101,16 @@ def _num(s: str, places: int) -> str:
 
 
 def format_opportunity(o: dict[str, object]) -> str:
-    """``BTC/USDT buy okx 64,210.1 → sell binance 64,390.0, 0.42 BTC, net +18.3 bps, +49.80 USDT, ...``"""
+    """``OPEN BTC/USDT buy okx 64,210.1 → sell binance 64,390.0, 0.42 BTC, net +18.3 bps, +49.80 USDT, ...``;
+    a close ends with ``lasted 1.2 s, peak +18.30 bps``."""
     base, quote = str(o["symbol"]).split("/")
-    return (f"{o['symbol']} buy {o['buy_venue']} {_num(str(o['buy_vwap']), 6)} → sell {o['sell_venue']} "
+    event = str(o.get("event", "open"))
+    tail = ""
+    if event == "close":
+        tail = (f", lasted {float(str(o.get('duration_ms', 0))) / 1e3:.1f} s, "
+                f"peak {Decimal(str(o.get('peak_net_bps') or o['net_bps'])):+.2f} bps")
+    return (f"{event.upper():<6} {o['symbol']} buy {o['buy_venue']} {_num(str(o['buy_vwap']), 6)} "
+            f"→ sell {o['sell_venue']} "
             f"{_num(str(o['sell_vwap']), 6)}, {_num(str(o['size']), 6)} {base}, net {Decimal(str(o['net_bps'])):+.2f}"
             f" bps, {Decimal(str(o['profit_quote'])):+,.4f} {quote}, books {float(str(o['buy_book_age_ms'])):.0f}/"
-            f"{float(str(o['sell_book_age_ms'])):.0f} ms old")
+            f"{float(str(o['sell_book_age_ms'])):.0f} ms old{tail}")

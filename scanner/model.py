@@ -64,6 +64,15 @@ class Opportunity:
     detected_ns: int
     buy_integrity: str = "native"  # the books' integrity labels: "native" or "ccxt" (store/schema.py)
     sell_integrity: str = "native"
+    # lifecycle (scanner/detect/lifecycle.py): stable id of the directed pair, event kind, when it first
+    # qualified, how long it has lasted, and the peaks over its life
+    id: str = ""  # "{symbol}|{buy_venue}|{sell_venue}"
+    event: str = "open"  # "open" | "update" | "close"
+    opened_ns: int = 0
+    duration_ms: float = 0.0
+    peak_net_bps: str = ""
+    peak_size: str = ""
+    peak_profit_quote: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,4 +95,11 @@ class Opportunity:
             "detected_ns": self.detected_ns,
             "buy_integrity": self.buy_integrity,
             "sell_integrity": self.sell_integrity,
+            "id": self.id,
+            "event": self.event,
+            "opened_ns": self.opened_ns,
+            "duration_ms": round(self.duration_ms, 3),
+            "peak_net_bps": self.peak_net_bps,
+            "peak_size": self.peak_size,
+            "peak_profit_quote": self.peak_profit_quote,
         }

@@ -79,6 +79,27 @@ async def next_opportunities(r: Redis, last: bytes | str, wait_s: float) -> list
     return [(eid, orjson.loads(f[b"data"])) for _, entries in got for eid, f in entries]
 
 
+async def until_event(r: Redis, last: bytes | str, event: str,
+                      wait_s: float = 20.0) -> list[tuple[bytes, dict[str, Any]]]:
+    """Every stream entry after ``last`` up to and including the first ``event`` one (open, update,
+    close); fail after ``wait_s``."""
+    got: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def loop() -> None:
+        nonlocal last
+        while True:
+            for eid, o in await next_opportunities(r, last, wait_s=1):
+                got.append((eid, o))
+                last = eid
+                if o["event"] == event:
+                    return
+    try:
+        await asyncio.wait_for(loop(), wait_s)
+    except TimeoutError:
+        pytest.fail(f"no {event} event within {wait_s}s; read {[o['event'] for _, o in got]}")
+    return got
+
+
 def metric(p: Pipeline, name: str, labels: dict[str, str] | None = None) -> float:
     return p.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 

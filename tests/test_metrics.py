@@ -24,6 +24,8 @@ def populated() -> Metrics:
     m.refusals.labels("stale_book", "okx").inc()
     m.opportunities.labels("BTC/USDT", "okx", "binance").inc()
     m.redis_errors.labels("book_store").inc()
+    m.opportunity_events.labels("close").inc()
+    m.opportunity_duration.observe(1.5)
     now = time.time_ns()
     m.add_book_source(lambda: [("okx", "BTC/USDT", now // 1_000_000 - 1500, now - 1_000_000, True)])
     return m
@@ -35,7 +37,8 @@ def test_families_and_live_book_age() -> None:
                    "scanner_parse_errors_total", "scanner_feed_latency_seconds_bucket",
                    "scanner_detect_latency_seconds_bucket", "scanner_spread_net_bps", "scanner_spread_gross_bps",
                    "scanner_opportunities_total", "scanner_refusals_total", "scanner_redis_errors_total",
-                   "scanner_book_age_seconds", "scanner_book_valid"):
+                   "scanner_book_age_seconds", "scanner_book_valid", "scanner_opportunity_events_total",
+                   "scanner_opportunity_duration_seconds_bucket"):
         assert family in text, family
     age = next(line for line in text.splitlines() if line.startswith("scanner_book_age_seconds{"))
     assert 1.4 < float(age.rsplit(" ", 1)[1]) < 60  # computed at scrape time from the exchange timestamp

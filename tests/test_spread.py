@@ -96,14 +96,79 @@ def test_detector_throttles_an_open_opportunity_and_reopens_after_close() -> Non
     d, _ = detector(max_book_age_ms=5000)
     now = time.time_ns()
     d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
-    assert len(d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)) == 1
+    [opened] = d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)
+    assert (opened.event, opened.id, opened.opened_ns) == ("open", "BTC/USDT|okx|binance", now)
     assert d.update(view("binance", BIDS, [("102", "1")], now_ns=now + 1000), now + 1000) == []  # within interval
     later = now + 1_100_000_000
-    assert len(d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)) == 1
+    [update] = d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)
+    assert (update.event, update.id, update.opened_ns) == ("update", opened.id, now)
     closed = later + 1
-    assert d.update(view("binance", [("99.5", "1")], [("102", "1")], now_ns=closed), closed) == []
+    [close] = d.update(view("binance", [("99.5", "1")], [("102", "1")], now_ns=closed), closed)
+    assert (close.event, close.id, close.duration_ms) == ("close", opened.id, (closed - now) / 1e6)
+    assert (close.peak_net_bps, close.peak_size, close.peak_profit_quote) == ("61.6114", "2.5", "1.54645")
     again = closed + 1
-    assert len(d.update(view("binance", BIDS, [("102", "1")], now_ns=again), again)) == 1
+    [reopened] = d.update(view("binance", BIDS, [("102", "1")], now_ns=again), again)
+    assert (reopened.event, reopened.opened_ns) == ("open", again)
+
+
+def test_invalid_book_closes_the_open_opportunity() -> None:
+    d, _ = detector(max_book_age_ms=5000)
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    [opened] = d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)
+    later = now + 2_000_000
+    [close] = d.update(view("okx", [], [], valid=False, now_ns=later), later)
+    assert (close.event, close.id, close.duration_ms, close.size) == ("close", opened.id, 2.0, "2.5")
+
+
+def test_a_silent_book_going_stale_closes_on_poll() -> None:
+    d, _ = detector(max_book_age_ms=1000)
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    [opened] = d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)
+    assert d.poll(now + 500_000_000) == []  # both books still fresh
+    [close] = d.poll(now + 1_500_000_000)
+    assert (close.event, close.id, close.duration_ms) == ("close", opened.id, 1500.0)
+    assert d.poll(now + 1_700_000_000) == [] and len(d.tracker) == 0
+
+
+def test_flicker_shorter_than_min_duration_is_counted_too_short() -> None:
+    d, m = detector(min_duration_ms=300)
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    assert d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now) == []  # pending
+    gone = now + 100_000_000
+    assert d.update(view("binance", [("99.5", "1")], [("102", "1")], now_ns=gone), gone) == []
+    assert refusals(m, "too_short", "okx") == 1
+    # a candidate that persists opens on the evaluation after min_duration_ms
+    t = gone + 1
+    assert d.update(view("binance", BIDS, [("102", "1")], now_ns=t), t) == []
+    t2 = t + 300_000_000
+    [opened] = d.update(view("binance", BIDS, [("102", "1")], now_ns=t2), t2)
+    assert (opened.event, opened.opened_ns, opened.duration_ms) == ("open", t, 300.0)
+    assert refusals(m, "too_short", "okx") == 1
+
+
+def test_below_fees_counted_only_for_a_positive_gross_spread() -> None:
+    d, m = detector()
+    now = time.time_ns()
+    # okx ask 100, binance bid 100.15: gross +15 bps, net (100.04985 - 100.1) / 100.1 = -5.01 bps
+    d.update(view("okx", [("99", "1")], [("100", "1")], now_ns=now), now)
+    assert d.update(view("binance", [("100.15", "1")], [("102", "1")], now_ns=now), now) == []
+    assert refusals(m, "below_fees", "okx") == 1
+    # the reverse direction (buy binance at 102, sell okx at 99) has a negative gross: not a candidate
+    assert refusals(m, "below_fees", "binance") == 0
+
+
+def test_insufficient_depth_when_the_top_passes_but_the_walk_finds_nothing() -> None:
+    # threshold 10 bps; top of book: 100 vs 100.3004 → net (100.2000996 - 100.1) / 100.1 = 9.99996 bps
+    # passes the float pre-screen (with its 0.01 slack) but the exact walk needs 10: no fill
+    d, m = detector()
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], [("100", "1")], now_ns=now), now)
+    assert d.update(view("binance", [("100.3004", "1")], [("102", "1")], now_ns=now), now) == []
+    assert refusals(m, "insufficient_depth", "okx") == 1
+    assert refusals(m, "below_fees", "okx") == 0
 
 
 def test_stale_invalid_crossed_books_are_refused() -> None:

@@ -2,27 +2,26 @@
 re-evaluates only the venue pairs that involve the updated venue, both directions.
 
 A book is refused (and counted by reason) when it is invalid or resyncing, older than
-``max_book_age_ms`` by exchange timestamp or by receive time, empty, or crossed. Pure:
-the caller passes the clock; sinks are the caller's business.
+``max_book_age_ms`` by exchange timestamp or by receive time, empty, or crossed. A pair that
+is evaluated but not reported is counted too: ``below_fees`` (positive gross spread, net edge
+below ``min_net_bps``), ``insufficient_depth`` (top of book passes, the walk finds no fill),
+``below_min_profit`` and ``too_short`` (gone before ``min_duration_ms``). Qualifying pairs go
+through the lifecycle tracker (lifecycle.py), which decides the open/update/close events.
+Pure: the caller passes the clock; sinks are the caller's business.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from scanner.config import DetectorSettings
+from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
 
-
-@dataclass(slots=True)
-class _Emitted:
-    at_ns: int
-    net_bps: str
-    size: str
+POLL_INTERVAL_NS = 100_000_000  # poll() does its work at most this often
 
 
 class SpreadDetector:
@@ -31,13 +30,13 @@ class SpreadDetector:
         self.ffees = {v: float(f) for v, f in fees.items()}
         self.settings, self.metrics = settings, metrics
         self.books: dict[str, dict[str, BookView]] = {}
-        self._active: dict[tuple[str, str, str], _Emitted] = {}
+        self.tracker = OpportunityTracker(settings.min_duration_ms, settings.emit_interval_ms, self._too_short)
         self._min_net_bps = float(settings.min_net_bps)
         self._max_age_ns = settings.max_book_age_ms * 1_000_000
-        self._interval_ns = settings.emit_interval_ms * 1_000_000
+        self._last_poll_ns = 0
 
     def update(self, view: BookView, now_ns: int) -> list[Opportunity]:
-        """Take a new book and return the opportunities to emit now."""
+        """Take a new book and return the lifecycle events to emit now."""
         venues = self.books.setdefault(view.symbol, {})
         venues[view.venue] = view
         if view.venue not in self.fees:
@@ -47,15 +46,13 @@ class SpreadDetector:
         if not self._usable(view, now_ns):
             for other in venues:
                 if other != view.venue:
-                    self._active.pop((view.symbol, view.venue, other), None)
-                    self._active.pop((view.symbol, other, view.venue), None)
+                    self._drop_pair(view.symbol, view.venue, other, now_ns, view.recv_ns, out)
             return out
         for other, ov in venues.items():
             if other == view.venue or other not in self.fees:
                 continue
             if not self._usable(ov, now_ns):
-                self._active.pop((view.symbol, view.venue, other), None)
-                self._active.pop((view.symbol, other, view.venue), None)
+                self._drop_pair(view.symbol, view.venue, other, now_ns, view.recv_ns, out)
                 continue
             for buy, sell in ((view, ov), (ov, view)):
                 opp = self._evaluate(buy, sell, now_ns, view.recv_ns)
@@ -63,16 +60,37 @@ class SpreadDetector:
                     out.append(opp)
         return out
 
+    def poll(self, now_ns: int) -> list[Opportunity]:
+        """Between updates (the runner calls this on every loop, work is done at most every 100 ms):
+        close live opportunities whose books went stale without a new frame, and open candidates
+        that have persisted ``min_duration_ms`` while no frame re-evaluated them."""
+        if now_ns - self._last_poll_ns < POLL_INTERVAL_NS:
+            return []
+        self._last_poll_ns = now_ns
+        out: list[Opportunity] = []
+        for key in self.tracker.live_keys():
+            symbol, buy, sell = key
+            venues = self.books.get(symbol, {})
+            b, s = venues.get(buy), venues.get(sell)
+            if b is None or s is None or _unusable(b, now_ns, self._max_age_ns) or _unusable(s, now_ns,
+                                                                                             self._max_age_ns):
+                closed = self.tracker.drop(key, now_ns, now_ns)
+                if closed is not None:
+                    out.append(closed)
+        out.extend(self.tracker.poll(now_ns))
+        return out
+
+    def _drop_pair(self, symbol: str, a: str, b: str, now_ns: int, trigger_ns: int, out: list[Opportunity]) -> None:
+        for key in ((symbol, a, b), (symbol, b, a)):
+            closed = self.tracker.drop(key, now_ns, trigger_ns)
+            if closed is not None:
+                out.append(closed)
+
+    def _too_short(self, key: Key) -> None:
+        self.metrics.refusals.labels("too_short", key[1]).inc()
+
     def _usable(self, v: BookView, now_ns: int) -> bool:
-        reason = None
-        if not v.valid:
-            reason = "invalid_book"
-        elif not v.bids or not v.asks:
-            reason = "empty_book"
-        elif now_ns - v.recv_ns > self._max_age_ns or (v.exch_ms and now_ns - v.exch_ms * 1_000_000 > self._max_age_ns):
-            reason = "stale_book"
-        elif v.best_bid >= v.best_ask:
-            reason = "crossed_book"
+        reason = _unusable(v, now_ns, self._max_age_ns)
         if reason is None:
             return True
         self.metrics.refusals.labels(reason, v.venue).inc()
@@ -88,23 +106,22 @@ class SpreadDetector:
         m.spread_net.labels(*key).set(net)
         # float pre-screen with a little slack; the Decimal walk decides
         if net < self._min_net_bps - 0.01:
-            self._active.pop(key, None)
-            return None
+            if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
+                m.refusals.labels("below_fees", buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
         fill = walk(buy.asks, sell.bids, self.fees[buy.venue], self.fees[sell.venue], s.min_net_bps,
                     s.max_notional_quote)
         if fill is None:
-            self._active.pop(key, None)
-            return None
+            m.refusals.labels("insufficient_depth", buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
         if fill.profit < s.min_profit_quote:
             m.refusals.labels("below_min_profit", buy.venue).inc()
-            self._active.pop(key, None)
-            return None
+            return self._close(key, now_ns, trigger_ns)
         opp = self._opportunity(buy, sell, fill, now_ns, trigger_ns)
-        last = self._active.get(key)
-        if last is not None and now_ns - last.at_ns < self._interval_ns:
-            return None  # still open and emitted recently: at most one emission per interval
-        self._active[key] = _Emitted(now_ns, opp.net_bps, opp.size)
-        return opp
+        return self.tracker.qualify(opp, fill.net_bps, fill.size, fill.profit, now_ns)
+
+    def _close(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
+        return self.tracker.drop(key, now_ns, trigger_ns) if len(self.tracker) else None
 
     def _opportunity(self, buy: BookView, sell: BookView, fill: Fill, now_ns: int, trigger_ns: int) -> Opportunity:
         return Opportunity(
@@ -119,6 +136,19 @@ class SpreadDetector:
 
     def book_count(self) -> int:
         return sum(len(v) for v in self.books.values())
+
+
+def _unusable(v: BookView, now_ns: int, max_age_ns: int) -> str | None:
+    """Why a book cannot be used now, or None."""
+    if not v.valid:
+        return "invalid_book"
+    if not v.bids or not v.asks:
+        return "empty_book"
+    if now_ns - v.recv_ns > max_age_ns or (v.exch_ms and now_ns - v.exch_ms * 1_000_000 > max_age_ns):
+        return "stale_book"
+    if v.best_bid >= v.best_ask:
+        return "crossed_book"
+    return None
 
 
 def _age_ms(v: BookView, now_ns: int) -> float:

@@ -1,5 +1,7 @@
 """Runs the detector against Redis: seed from stored books, then follow the change channel.
 
+Between messages it polls the detector (at most every 100 ms), so an opportunity whose book
+goes silent is closed and a persisted candidate opens even when no frame arrives.
 Survives Redis going away: it pauses, reconnects with backoff, re-reads every stored book
 (so nothing published during the outage is missed for long) and carries on.
 """
@@ -46,11 +48,13 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
         await _seed(redis, detector, sink)
         log.info("detector: following channel %s with %d books", settings.channel, detector.book_count())
         while not stop.is_set():
-            msg = await pubsub.get_message(timeout=0.5)
-            if msg is None:
-                continue
-            await _handle(msg["data"], detector, sink, metrics)
-            metrics.detector_books.set(detector.book_count())
+            msg = await pubsub.get_message(timeout=0.1)
+            if msg is not None:
+                await _handle(msg["data"], detector, sink, metrics)
+                metrics.detector_books.set(detector.book_count())
+            polled = detector.poll(time.time_ns())  # stale books close, persisted candidates open
+            if polled:
+                await sink.emit(polled)
     finally:
         with contextlib.suppress(RedisError, OSError):
             await pubsub.aclose()  # type: ignore[no-untyped-call]

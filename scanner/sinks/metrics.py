@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the exposition for no use here
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # (venue, symbol, exchange time of the last applied frame in ms, receive time in ns, valid)
@@ -75,7 +76,7 @@ class Metrics:
         self.store_backlog = Gauge("scanner_store_backlog", "Books waiting to be written to Redis", registry=r)
         # detector
         self.evaluations = Counter("scanner_evaluations", "Venue-pair evaluations run by the detector", registry=r)
-        self.opportunities = Counter("scanner_opportunities", "Opportunities emitted",
+        self.opportunities = Counter("scanner_opportunities", "Opportunities opened",
                                      ["symbol", "buy_venue", "sell_venue"], registry=r)
         self.refusals = Counter("scanner_refusals", "Books or opportunities refused, by reason",
                                 ["reason", "venue"], registry=r)
@@ -86,11 +87,16 @@ class Metrics:
         self.opportunity_size = Gauge("scanner_opportunity_size_base", "Executable size of the last opportunity",
                                       ["symbol", "buy_venue", "sell_venue"], registry=r)
         self.opportunity_profit = Counter("scanner_opportunity_profit_quote",
-                                          "Sum of expected profit of emitted opportunities (quote currency)",
+                                          "Sum of the peak expected profit of closed opportunities (quote currency)",
                                           ["symbol", "buy_venue", "sell_venue"], registry=r)
         self.detect_latency = Histogram("scanner_detect_latency_seconds",
                                         "Frame received to opportunity emitted (written to Redis)",
                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.opportunity_events = Counter("scanner_opportunity_events", "Opportunity lifecycle events by kind",
+                                          ["event"], registry=r)
+        self.opportunity_duration = Histogram("scanner_opportunity_duration_seconds",
+                                              "How long closed opportunities lasted (first qualified to close)",
+                                              buckets=DURATION_BUCKETS, registry=r)
         self.detector_books = Gauge("scanner_detector_books", "Books the detector currently holds", registry=r)
         self._ages = _BookAgeCollector()
         r.register(self._ages)

@@ -1,8 +1,10 @@
-"""Where opportunities go: a capped Redis stream, a structured log line, and metrics.
+"""Where opportunity events go: a capped Redis stream, a structured log line, and metrics.
 
 Stream entries (``XADD <redis.stream> MAXLEN ~ <redis.stream_maxlen>``) have one field,
-``data``: the opportunity as JSON (exact decimal strings). Redis errors are counted and
-logged; the opportunity is still logged and counted, and the detector carries on.
+``data``: the event as JSON (exact decimal strings; ``event`` is open, update or close).
+Close events are also appended to ``<redis.history>`` (``MAXLEN ~ <redis.history_maxlen>``),
+the bounded history ``scanner history`` summarises. Redis errors are counted and logged; the
+event is still logged and counted, and the detector carries on.
 """
 
 from __future__ import annotations
@@ -26,28 +28,34 @@ class OpportunitySink:
     def __init__(self, redis: Redis, settings: RedisSettings, metrics: Metrics) -> None:
         self.redis, self.settings, self.metrics = redis, settings, metrics
         self.emitted = 0
-        # frame received → stream write acknowledged, per opportunity (the benchmark reads these)
+        # frame received → stream write acknowledged, per open/update event (the benchmark reads these)
         self.latencies_ns: deque[int] = deque(maxlen=200_000)
 
     async def emit(self, opps: list[Opportunity]) -> None:
-        m = self.metrics
+        m, st = self.metrics, self.settings
         payloads = [orjson.dumps(o.to_dict()) for o in opps]
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for p in payloads:
-                pipe.xadd(self.settings.stream, {"data": p}, maxlen=self.settings.stream_maxlen, approximate=True)
+            for o, p in zip(opps, payloads, strict=True):
+                pipe.xadd(st.stream, {"data": p}, maxlen=st.stream_maxlen, approximate=True)
+                if o.event == "close":
+                    pipe.xadd(st.history, {"data": p}, maxlen=st.history_maxlen, approximate=True)
             await pipe.execute()
         except (RedisError, OSError) as exc:
             m.redis_errors.labels("opportunity_stream").inc()
-            log.error("redis: could not append %d opportunities to stream %s: %s", len(opps), self.settings.stream,
-                      exc)
+            log.error("redis: could not append %d opportunities to stream %s: %s", len(opps), st.stream, exc)
         done_ns = time.time_ns()
         for o, p in zip(opps, payloads, strict=True):
             self.emitted += 1
             labels = (o.symbol, o.buy_venue, o.sell_venue)
-            m.opportunities.labels(*labels).inc()
-            m.opportunity_size.labels(*labels).set(float(o.size))
-            m.opportunity_profit.labels(*labels).inc(max(0.0, float(o.profit_quote)))
-            self.latencies_ns.append(done_ns - o.recv_ns)
-            m.detect_latency.observe(max(0.0, (done_ns - o.recv_ns) / 1e9))
+            m.opportunity_events.labels(o.event).inc()
+            if o.event == "open":
+                m.opportunities.labels(*labels).inc()
+            if o.event == "close":
+                m.opportunity_duration.observe(o.duration_ms / 1e3)
+                m.opportunity_profit.labels(*labels).inc(max(0.0, float(o.peak_profit_quote or o.profit_quote)))
+            else:  # the close event's trigger may be a poll, not a frame: no latency sample
+                m.opportunity_size.labels(*labels).set(float(o.size))
+                self.latencies_ns.append(done_ns - o.recv_ns)
+                m.detect_latency.observe(max(0.0, (done_ns - o.recv_ns) / 1e9))
             log.info("opportunity %s", p.decode())
