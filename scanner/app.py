@@ -20,12 +20,14 @@ from scanner import config as config_mod
 from scanner.config import ConfigError, Settings
 from scanner.detect.detector import SpreadDetector
 from scanner.detect.runner import run_detector
+from scanner.fee_describe import describe_fees
 from scanner.feed.collector import VenueCollector
 from scanner.feed.instruments import MarketsUnavailable, load_markets
 from scanner.sinks.http import HttpEndpoint
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
 from scanner.store.books import BookStore
+from scanner.transfer import build as transfer_build
 from scanner.venues import VENUES
 
 if TYPE_CHECKING:
@@ -51,9 +53,11 @@ class Pipeline:
         self.ccxt_collectors: dict[str, CcxtProCollector] = {}  # the ccxtpro:<id> long tail
         fees = {v.name: v.taker_fee for v in settings.venues.values()}
         fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
-        self.detector = SpreadDetector(fees, settings.detector, self.metrics)
+        self.detector = SpreadDetector(fees, settings.detector, self.metrics, transfer_build.build_checker(settings),
+                                       fee_model=settings.fees.model())
         self.sink = OpportunitySink(self.redis, settings.redis, self.metrics)
         self.started = asyncio.Event()
+        self.fee_urls: dict[str, dict[str, object]] = {}  # tests: ccxt urls["api"] per venue for keyed calls
 
     async def build_collectors(self) -> None:
         for name, vs in self.settings.venues.items():
@@ -77,10 +81,19 @@ class Pipeline:
             for name, cs in self.settings.ccxt_venues.items():  # markets load in run(): never blocks the rest
                 self.ccxt_collectors[name] = CcxtProCollector(cs, self.store, self.metrics)
 
+    async def apply_keys(self) -> None:
+        """API key permission checks and ``fees: auto`` (scanner/fee_auto.py); refuses withdraw keys."""
+        if self.settings.fees.credentials:
+            from scanner.fee_auto import apply_keys
+
+            syms = {v.name: list(v.symbols) for v in self.settings.venues.values()}
+            await apply_keys(self.settings.fees, self.detector.fee_model, syms, self.fee_urls)
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.http.start()
         log.info("metrics at %s", self.http.url)
         try:
+            await self.apply_keys()
             if COLLECT in self.roles:
                 await self.build_collectors()
                 if not self.collectors and not self.ccxt_collectors:
@@ -93,6 +106,9 @@ class Pipeline:
                     for name, cc in self.ccxt_collectors.items():
                         tg.create_task(cc.run(stop), name=f"collector-{name}")
                 if DETECT in self.roles:
+                    if self.settings.transfers.refresh:  # live transfer status (ccxt fetch_currencies)
+                        tg.create_task(transfer_build.refresh(self.settings, self.detector.transfers, stop),
+                                       name="transfer-refresh")
                     tg.create_task(run_detector(self.redis, self.settings.redis, self.detector, self.sink,
                                                 self.metrics, stop), name="detector")
                 self.started.set()
@@ -111,6 +127,9 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("picows").setLevel(logging.WARNING)  # our own connect/close lines say the same
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # ccxt logs signed request headers (API key, passphrase) at DEBUG: never let them through,
+    # whatever the scanner's own level (this also covers the ccxtpro:<id> collectors).
+    logging.getLogger("ccxt").setLevel(max(logging.INFO, logging.getLogger("ccxt").level))
 
 
 def load_settings(path: str) -> Settings | None:
@@ -167,6 +186,8 @@ def describe(s: Settings) -> str:
     lines.append(f"detector: min_net_bps={d.min_net_bps} min_profit_quote={d.min_profit_quote} "
                  f"max_book_age_ms={d.max_book_age_ms} max_notional_quote={d.max_notional_quote} "
                  f"min_duration_ms={d.min_duration_ms}")
+    lines.append(transfer_build.describe(s.transfers, d))
+    lines.extend(describe_fees(s))
     lines.append(f"redis: {_redact(s.redis.url)} stream={s.redis.stream} channel={s.redis.channel}")
     lines.append(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics")
     return "\n".join(lines)

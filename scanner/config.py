@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
-from scanner.fees import CCXT_DEFAULT_TAKER, DEFAULT_FEES
+from scanner import config_transfer
+from scanner.config_transfer import TransferSettings
+from scanner.fees import CCXT_DEFAULT_TAKER, DEFAULT_FEES, FeeSettings
 from scanner.venues import VENUES
 
 
@@ -87,6 +89,9 @@ class DetectorSettings:
     max_notional_quote: Decimal = Decimal("100000")
     emit_interval_ms: int = 1_000
     min_duration_ms: int = 0  # persistence before an opportunity opens (0: at once)
+    max_net_bps: Decimal = Decimal("500")  # transfers (config_transfer.py): above it, suspect_identity
+    transfer_mode: str = "ignore"  # "include": profit subtracts the withdrawal fee
+    require_transfer: bool = False  # True: a route of unknown status is refused (transfer_unknown)
 
 
 @dataclass(frozen=True)
@@ -113,10 +118,13 @@ class Settings:
     log_level: str = "INFO"
     source: str = ""
     ccxt_venues: dict[str, CcxtVenueSettings] = field(default_factory=dict)
+    transfers: TransferSettings = field(default_factory=TransferSettings)
+    fees: FeeSettings = field(default_factory=FeeSettings)  # scanner/config_fees.py
 
 
-TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level"}
-VENUE_KEYS = {"enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
+TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level", "transfers"}
+TOP_KEYS.add("fees")  # scanner/config_fees.py
+VENUE_KEYS = {"fees", "enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
               "rest_weight_per_min", "max_instruments_per_conn"}
 CCXT_PREFIX = "ccxtpro:"
 CCXT_VENUE_KEYS = {"enabled", "symbols", "taker_fee", "depth", "limit", "options", "markets"}
@@ -170,13 +178,22 @@ def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> 
         symbols=symbols,
         venues=venues,
         redis=_redis(_section(raw, "redis")),
-        detector=_detector(_section(raw, "detector")),
+        detector=config_transfer.detector_extras(_detector(_section(raw, "detector")), _section(raw, "detector")),
         metrics=_metrics(_section(raw, "metrics")),
         markets=_markets(_section(raw, "markets")),
         log_level=_choice(str(raw.get("log_level", "INFO")).upper(), LOG_LEVELS, "log_level"),
         source=source,
         ccxt_venues=ccxt_venues,
+        fees=_fees(raw, venues, ccxt_venues, env),
+        transfers=config_transfer.parse(raw.get("transfers"), set(venues) | set(ccxt_venues)),
     )
+
+
+def _fees(raw: dict[str, Any], venues: dict[str, VenueSettings], ccxt_venues: dict[str, CcxtVenueSettings],
+          env: Mapping[str, str]) -> FeeSettings:
+    from scanner.config_fees import parse_fees  # it imports this module's helpers
+
+    return parse_fees(raw, venues, ccxt_venues, env)
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

@@ -73,6 +73,14 @@ class Opportunity:
     peak_net_bps: str = ""
     peak_size: str = ""
     peak_profit_quote: str = ""
+    # fees (scanner/fees.py): base that reaches the sell venue (< size when the buy fee is taken in the
+    # base asset), and the asset the buy fee is charged in ("quote" | "base")
+    net_size: str = ""
+    buy_fee_currency: str = "quote"
+    # transfers (scanner/transfer/route.py): can the base asset move buy venue -> sell venue
+    transfer_status: str = "unknown"  # "open" | "closed" | "unknown" (no data is never "open")
+    transfer_network: str = ""  # normalised network id of the cheapest open route ("" if none)
+    transfer_fee: str = ""  # its withdrawal fee in the base asset ("" if unknown)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -102,4 +110,9 @@ class Opportunity:
             "peak_net_bps": self.peak_net_bps,
             "peak_size": self.peak_size,
             "peak_profit_quote": self.peak_profit_quote,
+            "net_size": self.net_size,
+            "buy_fee_currency": self.buy_fee_currency,
+            "transfer_status": self.transfer_status,
+            "transfer_network": self.transfer_network,
+            "transfer_fee": self.transfer_fee,
         }

@@ -17,16 +17,21 @@ from decimal import Decimal
 from scanner.config import DetectorSettings
 from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
+from scanner.fees import FeeModel
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
+from scanner.transfer.route import TransferChecker, no_transfer_data
 
 POLL_INTERVAL_NS = 100_000_000  # poll() does its work at most this often
 
 
 class SpreadDetector:
-    def __init__(self, fees: dict[str, Decimal], settings: DetectorSettings, metrics: Metrics) -> None:
+    def __init__(self, fees: dict[str, Decimal], settings: DetectorSettings, metrics: Metrics,
+                 transfers: TransferChecker | None = None, fee_model: FeeModel | None = None) -> None:
+        self.transfers = transfers or no_transfer_data(settings)  # routes, identity (scanner/transfer/)
         self.fees = fees
+        self.fee_model = fee_model or FeeModel.flat(fees)  # per symbol, fee currency (scanner/fees.py)
         self.ffees = {v: float(f) for v, f in fees.items()}
         self.settings, self.metrics = settings, metrics
         self.books: dict[str, dict[str, BookView]] = {}
@@ -37,6 +42,11 @@ class SpreadDetector:
 
     def update(self, view: BookView, now_ns: int) -> list[Opportunity]:
         """Take a new book and return the lifecycle events to emit now."""
+        canonical = self.transfers.canonical(view)  # venue aliases applied; None: denied on that venue
+        if canonical is None:
+            self.metrics.refusals.labels("suspect_identity", view.venue).inc()
+            return []
+        view = canonical
         venues = self.books.setdefault(view.symbol, {})
         venues[view.venue] = view
         if view.venue not in self.fees:
@@ -100,8 +110,8 @@ class SpreadDetector:
         m, s = self.metrics, self.settings
         key = (buy.symbol, buy.venue, sell.venue)
         m.evaluations.inc()
-        fa, fb = self.ffees[buy.venue], self.ffees[sell.venue]
-        gross, net = top_spread_bps(buy.best_ask, sell.best_bid, fa, fb)
+        pf = self.fee_model.pair(buy.symbol, buy.venue, sell.venue)
+        gross, net = top_spread_bps(buy.best_ask, sell.best_bid, pf.buy_f, pf.sell_f, pf.buy_fee_in_base)
         m.spread_gross.labels(*key).set(gross)
         m.spread_net.labels(*key).set(net)
         # float pre-screen with a little slack; the Decimal walk decides
@@ -109,16 +119,19 @@ class SpreadDetector:
             if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
                 m.refusals.labels("below_fees", buy.venue).inc()
             return self._close(key, now_ns, trigger_ns)
-        fill = walk(buy.asks, sell.bids, self.fees[buy.venue], self.fees[sell.venue], s.min_net_bps,
-                    s.max_notional_quote)
+        fill = walk(buy.asks, sell.bids, pf.buy, pf.sell, s.min_net_bps, s.max_notional_quote, pf.buy_fee_in_base)
         if fill is None:
             m.refusals.labels("insufficient_depth", buy.venue).inc()
             return self._close(key, now_ns, trigger_ns)
-        if fill.profit < s.min_profit_quote:
+        check = self.transfers.check(key, fill)  # identity cap, route status, withdrawal fee if included
+        if check.refusal is not None:
+            m.refusals.labels(check.refusal, buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        if check.profit < s.min_profit_quote:
             m.refusals.labels("below_min_profit", buy.venue).inc()
             return self._close(key, now_ns, trigger_ns)
-        opp = self._opportunity(buy, sell, fill, now_ns, trigger_ns)
-        return self.tracker.qualify(opp, fill.net_bps, fill.size, fill.profit, now_ns)
+        opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), self.transfers.include_fee)
+        return self.tracker.qualify(opp, check.net_bps, fill.size, check.profit, now_ns)
 
     def _close(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         return self.tracker.drop(key, now_ns, trigger_ns) if len(self.tracker) else None
@@ -128,10 +141,11 @@ class SpreadDetector:
             symbol=buy.symbol, buy_venue=buy.venue, sell_venue=sell.venue,
             size=fmt(fill.size, 12), buy_vwap=fmt(fill.buy_vwap, 12), sell_vwap=fmt(fill.sell_vwap, 12),
             gross_bps=fmt(fill.gross_bps, 4), net_bps=fmt(fill.net_bps, 4), profit_quote=fmt(fill.profit, 8),
-            buy_fee=str(self.fees[buy.venue]), sell_fee=str(self.fees[sell.venue]),
+            buy_fee=str(fill.buy_fee), sell_fee=str(fill.sell_fee),
             buy_book_age_ms=_age_ms(buy, now_ns), sell_book_age_ms=_age_ms(sell, now_ns),
             levels_buy=fill.levels_buy, levels_sell=fill.levels_sell, recv_ns=trigger_ns, detected_ns=now_ns,
             buy_integrity=buy.integrity, sell_integrity=sell.integrity,
+            net_size=fmt(fill.net_size, 12), buy_fee_currency="base" if fill.buy_fee_in_base else "quote",
         )
 
     def book_count(self) -> int:

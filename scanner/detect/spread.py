@@ -5,6 +5,11 @@ Buying on A at its asks and selling on B at its bids, each unit taken costs
 *marginal* unit's net edge, ``(yield - cost) / cost``, stays at or above ``min_net_bps``,
 so the size it returns is the largest that stays profitable at the threshold. All money
 arithmetic is Decimal on the venues' exact strings; floats only pre-screen pairs.
+
+Fee currency (``buy_fee_in_base``): most spot venues take the buy fee from the coins received.
+Then each unit bought costs ``ask`` (no quote fee) and only ``1 - fee_A`` of it reaches B, where it
+yields ``bid * (1 - fee_B)``: the walk sells ``size * (1 - fee_A)`` (``sell_size``) into B's bids and
+profit is ``sell proceeds * (1 - fee_B) - cost``. With the fee in quote, ``sell_size == size``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,15 @@ class Fill:
     net_proceeds: Decimal  # proceeds * (1 - sell_fee)
     levels_buy: int
     levels_sell: int
+    sell_size: Decimal | None = None  # base sold on B; None: equal to size (buy fee paid in quote)
+    buy_fee: Decimal = ZERO  # the taker rates the walk applied
+    sell_fee: Decimal = ZERO
+    buy_fee_in_base: bool = False
+
+    @property
+    def net_size(self) -> Decimal:
+        """Base quantity that reaches the sell venue after a buy fee taken in the base asset."""
+        return self.size if self.sell_size is None else self.sell_size
 
     @property
     def buy_vwap(self) -> Decimal:
@@ -34,11 +48,14 @@ class Fill:
 
     @property
     def sell_vwap(self) -> Decimal:
-        return self.proceeds / self.size
+        return self.proceeds / self.net_size
 
     @property
     def gross_bps(self) -> Decimal:
-        return (self.proceeds - self.cost) / self.cost * BPS
+        """Sell VWAP over buy VWAP, before fees (= (proceeds - cost) / cost when sizes match)."""
+        if self.sell_size is None:
+            return (self.proceeds - self.cost) / self.cost * BPS
+        return (self.sell_vwap - self.buy_vwap) / self.buy_vwap * BPS
 
     @property
     def net_bps(self) -> Decimal:
@@ -50,10 +67,13 @@ class Fill:
 
 
 def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
-         max_notional: Decimal | None = None) -> Fill | None:
+         max_notional: Decimal | None = None, buy_fee_in_base: bool = False) -> Fill | None:
     """Largest fill buying ``asks`` (best first) and selling into ``bids`` (best first) whose
     marginal net edge stays >= ``min_net_bps``; None if not even the first unit qualifies.
-    ``max_notional`` caps the quote spent before fees."""
+    ``max_notional`` caps the quote spent before fees. ``buy_fee_in_base``: the buy fee is taken
+    from the coins received (see the module docstring); bid quantities then bound the net size."""
+    if buy_fee_in_base:
+        return _walk_base(asks, bids, buy_fee, sell_fee, min_net_bps, max_notional)
     up, down, thr = 1 + buy_fee, 1 - sell_fee, min_net_bps / BPS
     size = cost = proceeds = ZERO
     i = j = 0
@@ -91,12 +111,64 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
         used_a, used_b = i, j
     if size == 0:
         return None
-    return Fill(size, cost, proceeds, cost * up, proceeds * down, used_a, used_b)
+    return Fill(size, cost, proceeds, cost * up, proceeds * down, used_a, used_b, None, buy_fee, sell_fee)
 
 
-def top_spread_bps(best_ask: float, best_bid: float, buy_fee: float, sell_fee: float) -> tuple[float, float]:
+def _walk_base(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
+               max_notional: Decimal | None) -> Fill | None:
+    """The walk with the buy fee charged in the base asset. ``qa`` counts base still offered at the
+    current ask (bought units), ``qb`` base still wanted at the current bid (sold units); a bought
+    unit delivers ``keep = 1 - buy_fee`` sold units. Exact unless a bid level binds, where
+    ``qb / keep`` is Decimal division at the context's 28 digits."""
+    keep, down, thr = 1 - buy_fee, 1 - sell_fee, min_net_bps / BPS
+    if keep <= 0:
+        return None
+    size = sold = cost = proceeds = ZERO
+    i = j = used_a = used_b = 0
+    qa = qb = a = b = ZERO
+    while True:
+        if qa == 0:
+            if i >= len(asks):
+                break
+            a, qa = Decimal(asks[i][0]), Decimal(asks[i][1])
+            i += 1
+            continue
+        if qb == 0:
+            if j >= len(bids):
+                break
+            b, qb = Decimal(bids[j][0]), Decimal(bids[j][1])
+            j += 1
+            continue
+        if b * keep * down - a < a * thr:  # marginal bought unit: costs a, yields b*keep*down
+            break
+        if qa * keep <= qb:
+            q, s = qa, qa * keep
+        else:
+            q, s = qb / keep, qb
+        if max_notional is not None:
+            room = (max_notional - cost) / a
+            if room <= 0:
+                break
+            if room < q:
+                q, s = room, room * keep
+        size += q
+        sold += s
+        cost += a * q
+        proceeds += b * s
+        qa = max(ZERO, qa - q)
+        qb = max(ZERO, qb - s)
+        used_a, used_b = i, j
+    if size == 0:
+        return None
+    return Fill(size, cost, proceeds, cost, proceeds * down, used_a, used_b, sold, buy_fee, sell_fee, True)
+
+
+def top_spread_bps(best_ask: float, best_bid: float, buy_fee: float, sell_fee: float,
+                   buy_fee_in_base: bool = False) -> tuple[float, float]:
     """Gross and net spread at the top of book, in bps of the buy price (for gauges)."""
     gross = (best_bid - best_ask) / best_ask * 1e4
+    if buy_fee_in_base:
+        return gross, (best_bid * (1 - buy_fee) * (1 - sell_fee) - best_ask) / best_ask * 1e4
     cost = best_ask * (1 + buy_fee)
     net = (best_bid * (1 - sell_fee) - cost) / cost * 1e4
     return gross, net
