@@ -185,7 +185,8 @@ def describe(s: Settings) -> str:
     d = s.detector
     lines.append(f"detector: min_net_bps={d.min_net_bps} min_profit_quote={d.min_profit_quote} "
                  f"max_book_age_ms={d.max_book_age_ms} max_notional_quote={d.max_notional_quote} "
-                 f"min_duration_ms={d.min_duration_ms}")
+                 f"min_duration_ms={d.min_duration_ms} "
+                 f"quote_groups={'/'.join('+'.join(g) for g in d.quote_groups) or 'none'}")
     lines.append(transfer_build.describe(s.transfers, d))
     lines.extend(describe_fees(s))
     lines.append(f"redis: {_redact(s.redis.url)} stream={s.redis.stream} channel={s.redis.channel}")

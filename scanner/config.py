@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from scanner import config_transfer
+from scanner import config_quotes, config_transfer
 from scanner.config_transfer import TransferSettings
 from scanner.fees import CCXT_DEFAULT_TAKER, DEFAULT_FEES, FeeSettings
 from scanner.venues import VENUES
@@ -92,6 +92,7 @@ class DetectorSettings:
     max_net_bps: Decimal = Decimal("500")  # transfers (config_transfer.py): above it, suspect_identity
     transfer_mode: str = "ignore"  # "include": profit subtracts the withdrawal fee
     require_transfer: bool = False  # True: a route of unknown status is refused (transfer_unknown)
+    quote_groups: tuple[tuple[str, ...], ...] = ()  # cross-quote comparison (config_quotes.py, detect/crossquote.py)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> 
         symbols=symbols,
         venues=venues,
         redis=_redis(_section(raw, "redis")),
-        detector=config_transfer.detector_extras(_detector(_section(raw, "detector")), _section(raw, "detector")),
+        detector=config_quotes.with_quote_groups(config_transfer.detector_extras(
+            _detector(_section(raw, "detector")), _section(raw, "detector")), _section(raw, "detector"), symbols),
         metrics=_metrics(_section(raw, "metrics")),
         markets=_markets(_section(raw, "markets")),
         log_level=_choice(str(raw.get("log_level", "INFO")).upper(), LOG_LEVELS, "log_level"),

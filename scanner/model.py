@@ -81,6 +81,24 @@ class Opportunity:
     transfer_status: str = "unknown"  # "open" | "closed" | "unknown" (no data is never "open")
     transfer_network: str = ""  # normalised network id of the cheapest open route ("" if none)
     transfer_fee: str = ""  # its withdrawal fee in the base asset ("" if unknown)
+    # cross-quote pairs (detector.quote_groups, scanner/detect/crossquote.py): the two books' symbols ("" when
+    # both are ``symbol``) and the conversion of the sale proceeds back to the buy quote on the sell venue
+    buy_symbol: str = ""
+    sell_symbol: str = ""
+    conversion_symbol: str = ""  # the stable-pair book used, e.g. "USDC/USDT"
+    conversion_side: str = ""  # "sell" (proceeds are its base, sold into bids) | "buy" (its base bought at asks)
+    conversion_in: str = ""  # proceeds converted, in the sell quote (after the sell fee)
+    conversion_out: str = ""  # received, in the buy quote (after the conversion fee)
+    conversion_vwap: str = ""  # the stable book's average price, before the fee
+    conversion_fee: str = ""  # the sell venue's taker rate on the stable pair
+    conversion_levels: int = 0
+
+    @property
+    def pair_symbol(self) -> str:
+        """``symbol``, or ``"{buy_symbol}>{sell_symbol}"`` for a cross-quote pair (its lifecycle key)."""
+        if self.sell_symbol and self.sell_symbol != self.symbol:
+            return f"{self.symbol}>{self.sell_symbol}"
+        return self.symbol
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -115,4 +133,11 @@ class Opportunity:
             "transfer_status": self.transfer_status,
             "transfer_network": self.transfer_network,
             "transfer_fee": self.transfer_fee,
+            "buy_symbol": self.buy_symbol or self.symbol,
+            "sell_symbol": self.sell_symbol or self.symbol,
+            "conversion": None if not self.conversion_symbol else {
+                "symbol": self.conversion_symbol, "venue": self.sell_venue, "side": self.conversion_side,
+                "amount_in": self.conversion_in, "amount_out": self.conversion_out, "vwap": self.conversion_vwap,
+                "fee": self.conversion_fee, "levels": self.conversion_levels,
+            },
         }

@@ -7,14 +7,20 @@ is evaluated but not reported is counted too: ``below_fees`` (positive gross spr
 below ``min_net_bps``), ``insufficient_depth`` (top of book passes, the walk finds no fill),
 ``below_min_profit`` and ``too_short`` (gone before ``min_duration_ms``). Qualifying pairs go
 through the lifecycle tracker (lifecycle.py), which decides the open/update/close events.
+Books are compared only within one unified symbol (USDT, USDC and USD books never mix) unless
+``detector.quote_groups`` joins quotes: then BASE/QA is also compared with BASE/QB on other venues,
+the proceeds converted back on the sell venue's stable-pair book (crossquote.py); without a usable
+one the pair is refused as ``no_conversion_book``.
 Pure: the caller passes the clock; sinks are the caller's business.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from scanner.config import DetectorSettings
+from scanner.detect import crossquote
 from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
 from scanner.fees import FeeModel
@@ -39,6 +45,7 @@ class SpreadDetector:
         self._min_net_bps = float(settings.min_net_bps)
         self._max_age_ns = settings.max_book_age_ms * 1_000_000
         self._last_poll_ns = 0
+        self._groups = {q: g for g in settings.quote_groups for q in g}  # quote -> its group
 
     def update(self, view: BookView, now_ns: int) -> list[Opportunity]:
         """Take a new book and return the lifecycle events to emit now."""
@@ -68,6 +75,8 @@ class SpreadDetector:
                 opp = self._evaluate(buy, sell, now_ns, view.recv_ns)
                 if opp is not None:
                     out.append(opp)
+        if self._groups:
+            self._cross(view, now_ns, out)
         return out
 
     def poll(self, now_ns: int) -> list[Opportunity]:
@@ -80,10 +89,12 @@ class SpreadDetector:
         out: list[Opportunity] = []
         for key in self.tracker.live_keys():
             symbol, buy, sell = key
-            venues = self.books.get(symbol, {})
-            b, s = venues.get(buy), venues.get(sell)
-            if b is None or s is None or _unusable(b, now_ns, self._max_age_ns) or _unusable(s, now_ns,
-                                                                                             self._max_age_ns):
+            bsym, _, ssym = symbol.partition(">")  # a cross-quote key: "BTC/USDC>BTC/USDT"
+            b, s = self.books.get(bsym, {}).get(buy), self.books.get(ssym or bsym, {}).get(sell)
+            gone = ssym != "" and self._conversion_book(sell, ssym.partition("/")[2], bsym.partition("/")[2],
+                                                        now_ns) is None
+            if gone or b is None or s is None or unusable_reason(b, now_ns, self._max_age_ns) or unusable_reason(
+                    s, now_ns, self._max_age_ns):
                 closed = self.tracker.drop(key, now_ns, now_ns)
                 if closed is not None:
                     out.append(closed)
@@ -100,7 +111,7 @@ class SpreadDetector:
         self.metrics.refusals.labels("too_short", key[1]).inc()
 
     def _usable(self, v: BookView, now_ns: int) -> bool:
-        reason = _unusable(v, now_ns, self._max_age_ns)
+        reason = unusable_reason(v, now_ns, self._max_age_ns)
         if reason is None:
             return True
         self.metrics.refusals.labels(reason, v.venue).inc()
@@ -133,6 +144,85 @@ class SpreadDetector:
         opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), self.transfers.include_fee)
         return self.tracker.qualify(opp, check.net_bps, fill.size, check.profit, now_ns)
 
+    def _cross(self, view: BookView, now_ns: int, out: list[Opportunity]) -> None:
+        """Cross-quote pairs involving ``view``; a stable-pair book re-checks the pairs selling on its venue."""
+        base, _, quote = view.symbol.partition("/")
+        group = self._groups.get(quote, ())
+        if base in group:
+            for sym, venues in list(self.books.items()):
+                sv = venues.get(view.venue)
+                if sv is not None and sym.partition("/")[0] not in group:
+                    self._cross_pairs(sv, now_ns, view.recv_ns, out, sell_only=True)
+        elif group:
+            self._cross_pairs(view, now_ns, view.recv_ns, out)
+
+    def _cross_pairs(self, view: BookView, now_ns: int, trigger_ns: int, out: list[Opportunity],
+                     sell_only: bool = False) -> None:
+        base, _, quote = view.symbol.partition("/")
+        if unusable_reason(view, now_ns, self._max_age_ns) is not None:
+            return
+        for q2 in self._groups.get(quote, ()):
+            for ov in self.books.get(f"{base}/{q2}", {}).values() if q2 != quote else ():
+                if ov.venue == view.venue or ov.venue not in self.fees or unusable_reason(ov, now_ns, self._max_age_ns):
+                    continue
+                for buy, sell in ((ov, view),) if sell_only else ((view, ov), (ov, view)):
+                    opp = self._evaluate_cross(buy, sell, now_ns, trigger_ns)
+                    if opp is not None:
+                        out.append(opp)
+
+    def _conversion_book(self, venue: str, from_code: str, to_code: str, now_ns: int) -> BookView | None:
+        for sym in crossquote.book_symbols(from_code, to_code):
+            v = self.books.get(sym, {}).get(venue)
+            if v is not None and unusable_reason(v, now_ns, self._max_age_ns) is None:
+                return v
+        return None
+
+    def _evaluate_cross(self, buy: BookView, sell: BookView, now_ns: int, trigger_ns: int) -> Opportunity | None:
+        """BASE/QA bought on ``buy``, BASE/QB sold on ``sell``, proceeds converted to QA on ``sell``."""
+        m, s, fm = self.metrics, self.settings, self.fee_model
+        qa, qb = buy.symbol.partition("/")[2], sell.symbol.partition("/")[2]
+        key = (f"{buy.symbol}>{sell.symbol}", buy.venue, sell.venue)
+        m.evaluations.inc()
+        cb = self._conversion_book(sell.venue, qb, qa, now_ns)
+        if cb is None:
+            m.refusals.labels("no_conversion_book", sell.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        cfee = fm.taker(sell.venue, cb.symbol)
+        rate = crossquote.top_rate(cb.symbol, qb, cb.bids, cb.asks, cfee)
+        if rate is None:  # never for a usable book (both sides present)
+            return self._close(key, now_ns, trigger_ns)
+        bfee, sfee = fm.taker(buy.venue, buy.symbol), fm.taker(sell.venue, sell.symbol)
+        in_base = fm.buy_fee_in_base(buy.venue)
+        scaled = [(str(Decimal(p) * rate), q) for p, q in sell.bids]  # the bids in QA, conversion fee included
+        fill = walk(buy.asks, scaled, bfee, sfee, s.min_net_bps, s.max_notional_quote, in_base)
+        if fill is None:
+            if Decimal(scaled[0][0]) > Decimal(buy.asks[0][0]):
+                m.refusals.labels("below_fees", buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        raw = crossquote.sell_proceeds(sell.bids, fill.net_size)  # QB, before the sell fee
+        conv = crossquote.convert(raw * (1 - sfee), cb.symbol, qb, cb.bids, cb.asks, cfee)
+        if conv is None:
+            m.refusals.labels("insufficient_depth", sell.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        # in QA: proceeds at the conversion's average price (gross), net after the sell and conversion fees
+        fill = dataclasses.replace(fill, proceeds=raw * conv.gross_out / conv.amount_in, net_proceeds=conv.amount_out)
+        if fill.net_bps < s.min_net_bps:
+            m.refusals.labels("below_fees", buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        check = self.transfers.check((buy.symbol, buy.venue, sell.venue), fill)
+        if check.refusal is not None:
+            m.refusals.labels(check.refusal, buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        if check.profit < s.min_profit_quote:
+            m.refusals.labels("below_min_profit", buy.venue).inc()
+            return self._close(key, now_ns, trigger_ns)
+        opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), self.transfers.include_fee)
+        opp = dataclasses.replace(
+            opp, buy_symbol=buy.symbol, sell_symbol=sell.symbol, conversion_symbol=cb.symbol,
+            conversion_side=conv.side, conversion_in=fmt(conv.amount_in, 12), conversion_out=fmt(conv.amount_out, 12),
+            conversion_vwap=fmt(conv.vwap, 12), conversion_fee=str(cfee), conversion_levels=conv.levels)
+        return self.tracker.qualify(opp, check.net_bps, fill.size, check.profit, now_ns)
+
     def _close(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         return self.tracker.drop(key, now_ns, trigger_ns) if len(self.tracker) else None
 
@@ -152,7 +242,7 @@ class SpreadDetector:
         return sum(len(v) for v in self.books.values())
 
 
-def _unusable(v: BookView, now_ns: int, max_age_ns: int) -> str | None:
+def unusable_reason(v: BookView, now_ns: int, max_age_ns: int) -> str | None:
     """Why a book cannot be used now, or None."""
     if not v.valid:
         return "invalid_book"

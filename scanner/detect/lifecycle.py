@@ -1,7 +1,8 @@
 """Opportunity lifecycle: turns "this pair qualifies now" / "it no longer does" into events.
 
 Each directed pair has a stable id, ``"{symbol}|{buy_venue}|{sell_venue}"`` (e.g.
-``BTC/USDT|okx|binance``; the order of the venues is the direction). One lifecycle of that
+``BTC/USDT|okx|binance``; the order of the venues is the direction; a cross-quote pair's symbol is
+``BTC/USDC>BTC/USDT``, buy symbol > sell symbol). One lifecycle of that
 id is identified by ``(id, opened_ns)``, where ``opened_ns`` is when it first qualified.
 
 * ``open``: once the pair has qualified continuously for ``min_duration_ms`` (at once when 0),
@@ -26,7 +27,7 @@ from decimal import Decimal
 from scanner.detect.spread import fmt
 from scanner.model import Opportunity
 
-Key = tuple[str, str, str]  # (symbol, buy venue, sell venue)
+Key = tuple[str, str, str]  # (symbol or "buy symbol>sell symbol", buy venue, sell venue)
 
 
 def opportunity_id(symbol: str, buy_venue: str, sell_venue: str) -> str:
@@ -66,7 +67,7 @@ class OpportunityTracker:
     def qualify(self, opp: Opportunity, net_bps: Decimal, size: Decimal, profit: Decimal,
                 now_ns: int) -> Opportunity | None:
         """The pair qualifies now with these figures; returns the event to emit, if any."""
-        key = (opp.symbol, opp.buy_venue, opp.sell_venue)
+        key = (opp.pair_symbol, opp.buy_venue, opp.sell_venue)
         live = self._live.get(key)
         if live is None:
             live = self._live[key] = _Live(now_ns, opp, net_bps, size, profit)
@@ -109,7 +110,7 @@ class OpportunityTracker:
 
     @staticmethod
     def _event(live: _Live, opp: Opportunity, event: str, now_ns: int) -> Opportunity:
-        return replace(opp, id=opportunity_id(opp.symbol, opp.buy_venue, opp.sell_venue), event=event,
+        return replace(opp, id=opportunity_id(opp.pair_symbol, opp.buy_venue, opp.sell_venue), event=event,
                        detected_ns=now_ns, opened_ns=live.first_ns, duration_ms=(now_ns - live.first_ns) / 1e6,
                        peak_net_bps=fmt(live.peak_net_bps, 4), peak_size=fmt(live.peak_size, 12),
                        peak_profit_quote=fmt(live.peak_profit, 8))
