@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-venues-replay bench-e2e bench-venues simulate clean
+.PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-venues-replay bench-e2e bench-venues bench-webhooks simulate clean
 
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
@@ -40,7 +40,7 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-ws bench-replay bench-venues-replay bench-e2e bench-venues
+bench: bench-ws bench-replay bench-venues-replay bench-e2e bench-venues bench-webhooks
 
 bench-ws: $(STAMP)
 	$(BIN)/python -m scanner.bench.ws_clients
@@ -56,6 +56,10 @@ bench-e2e: $(STAMP)
 
 bench-venues: $(STAMP)
 	$(BIN)/python -m scanner.bench.venues $(ARGS)
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python -m scanner.bench.webhooks
+	$(BIN)/python -m scanner.bench.e2e --webhook --seconds 20
 
 clean:
 	rm -rf $(VENV) .venv-peers .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from scanner import config as config_mod
 from scanner.config import ConfigError, Settings
@@ -32,6 +33,7 @@ from scanner.venues import VENUES
 
 if TYPE_CHECKING:
     from scanner.feed.ccxtpro import CcxtProCollector
+    from scanner.webhooks.sender import WebhookDispatcher
 
 log = logging.getLogger("scanner")
 
@@ -56,6 +58,7 @@ class Pipeline:
         self.detector = SpreadDetector(fees, settings.detector, self.metrics, transfer_build.build_checker(settings),
                                        fee_model=settings.fees.model())
         self.sink = OpportunitySink(self.redis, settings.redis, self.metrics)
+        self.webhooks = webhook_dispatcher(self.redis, settings, self.metrics) if DETECT in roles else None
         self.started = asyncio.Event()
         self.fee_urls: dict[str, dict[str, object]] = {}  # tests: ccxt urls["api"] per venue for keyed calls
 
@@ -98,7 +101,15 @@ class Pipeline:
                 await self.build_collectors()
                 if not self.collectors and not self.ccxt_collectors:
                     raise RuntimeError("no venue could be started; see the errors above")
+            if self.webhooks is not None:  # groups exist before the first event is appended
+                try:
+                    await self.webhooks.setup()
+                except (RedisError, OSError) as exc:  # the workers create them once Redis answers
+                    log.error("webhooks: cannot create the outbox consumer groups yet: %s", exc)
+                self.sink.outbox = (self.settings.webhooks.outbox_stream, self.settings.webhooks.outbox_maxlen)
             async with asyncio.TaskGroup() as tg:
+                if self.webhooks is not None:
+                    tg.create_task(self.webhooks.run(stop), name="webhooks")
                 if COLLECT in self.roles:
                     tg.create_task(self.store.run(stop), name="book-store")
                     for name, c in self.collectors.items():
@@ -115,6 +126,14 @@ class Pipeline:
         finally:
             await self.http.stop()
             await self.redis.aclose()
+
+
+def webhook_dispatcher(redis: Redis, settings: Settings, metrics: Metrics) -> WebhookDispatcher | None:
+    if not settings.webhooks.targets:
+        return None
+    from scanner.webhooks.sender import WebhookDispatcher
+
+    return WebhookDispatcher(redis, settings.webhooks, metrics)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -191,6 +210,7 @@ def describe(s: Settings) -> str:
     lines.extend(describe_fees(s))
     lines.append(f"redis: {_redact(s.redis.url)} stream={s.redis.stream} channel={s.redis.channel}")
     lines.append(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics")
+    lines.extend(t.describe() for t in s.webhooks.targets.values())  # origins only, never a URL or secret
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("scanner.app", "validate a config file and print the effective settings"),
     "markets": ("scanner.markets_cli", "show which venues list a symbol; refresh the cached instrument lists"),
     "history": ("scanner.history", "summarise closed opportunities: top symbols and venue pairs"),
+    "webhooks": ("scanner.webhooks.cli", "webhook targets: send a test event, list and replay dead letters"),
 }
 
 

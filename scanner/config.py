@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,6 +30,9 @@ from scanner import config_quotes, config_transfer
 from scanner.config_transfer import TransferSettings
 from scanner.fees import CCXT_DEFAULT_TAKER, DEFAULT_FEES, FeeSettings
 from scanner.venues import VENUES
+
+if TYPE_CHECKING:
+    from scanner.config_webhooks import WebhookSettings
 
 
 class ConfigError(ValueError):
@@ -121,10 +124,12 @@ class Settings:
     ccxt_venues: dict[str, CcxtVenueSettings] = field(default_factory=dict)
     transfers: TransferSettings = field(default_factory=TransferSettings)
     fees: FeeSettings = field(default_factory=FeeSettings)  # scanner/config_fees.py
+    webhooks: WebhookSettings = field(default_factory=lambda: _webhooks(None, {}))  # scanner/config_webhooks.py
 
 
 TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level", "transfers"}
 TOP_KEYS.add("fees")  # scanner/config_fees.py
+TOP_KEYS.add("webhooks")  # scanner/config_webhooks.py
 VENUE_KEYS = {"fees", "enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
               "rest_weight_per_min", "max_instruments_per_conn"}
 CCXT_PREFIX = "ccxtpro:"
@@ -188,6 +193,7 @@ def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> 
         ccxt_venues=ccxt_venues,
         fees=_fees(raw, venues, ccxt_venues, env),
         transfers=config_transfer.parse(raw.get("transfers"), set(venues) | set(ccxt_venues)),
+        webhooks=_webhooks(raw.get("webhooks"), env),
     )
 
 
@@ -196,6 +202,12 @@ def _fees(raw: dict[str, Any], venues: dict[str, VenueSettings], ccxt_venues: di
     from scanner.config_fees import parse_fees  # it imports this module's helpers
 
     return parse_fees(raw, venues, ccxt_venues, env)
+
+
+def _webhooks(raw: Any, env: Mapping[str, str]) -> WebhookSettings:
+    from scanner.config_webhooks import parse_webhooks  # it imports this module's helpers
+
+    return parse_webhooks(raw, env)
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

@@ -26,6 +26,11 @@ def populated() -> Metrics:
     m.redis_errors.labels("book_store").inc()
     m.opportunity_events.labels("close").inc()
     m.opportunity_duration.observe(1.5)
+    m.webhook_deliveries.labels("desk", "delivered").inc()
+    m.webhook_retries.labels("desk").inc()
+    m.webhook_dead_letters.labels("desk").inc()
+    m.webhook_latency.labels("desk").observe(0.02)
+    m.webhook_outbox_lag.labels("desk").set(3)
     now = time.time_ns()
     m.add_book_source(lambda: [("okx", "BTC/USDT", now // 1_000_000 - 1500, now - 1_000_000, True)])
     return m
@@ -38,7 +43,9 @@ def test_families_and_live_book_age() -> None:
                    "scanner_detect_latency_seconds_bucket", "scanner_spread_net_bps", "scanner_spread_gross_bps",
                    "scanner_opportunities_total", "scanner_refusals_total", "scanner_redis_errors_total",
                    "scanner_book_age_seconds", "scanner_book_valid", "scanner_opportunity_events_total",
-                   "scanner_opportunity_duration_seconds_bucket"):
+                   "scanner_opportunity_duration_seconds_bucket", "scanner_webhook_deliveries_total",
+                   "scanner_webhook_retries_total", "scanner_webhook_dead_letters_total",
+                   "scanner_webhook_delivery_latency_seconds_bucket", "scanner_webhook_outbox_lag"):
         assert family in text, family
     age = next(line for line in text.splitlines() if line.startswith("scanner_book_age_seconds{"))
     assert 1.4 < float(age.rsplit(" ", 1)[1]) < 60  # computed at scrape time from the exchange timestamp

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import resource
 import socket
 import statistics
@@ -22,6 +24,9 @@ import sys
 import time
 from dataclasses import replace
 from decimal import Decimal
+
+import orjson
+from aiohttp import web
 
 from scanner.app import COLLECT, DETECT, Pipeline
 from scanner.config import from_dict
@@ -48,8 +53,34 @@ def _pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=1000)[int(q * 1000) - 1] if len(xs) > 1 else (xs[0] if xs else 0.0)
 
 
+async def _receiver(lat_ms: list[float]) -> tuple[web.AppRunner, int]:
+    """A local webhook receiver noting, per POST, frame receive time (``data.recv_ns``) → arrival."""
+
+    async def handle(request: web.Request) -> web.Response:
+        now = time.time_ns()
+        body = orjson.loads(await request.read())
+        lat_ms.append((now - int(body["data"]["recv_ns"])) / 1e6)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, int(runner.addresses[0][1])
+
+
 async def measure(seconds: float, symbols: list[str], redis_url: str, okx_port: int,
-                  binance_port: int) -> dict[str, float]:
+                  binance_port: int, webhook: bool = False) -> dict[str, float]:
+    hook_ms: list[float] = []
+    hook_runner, env, hooks = None, {}, {}
+    if webhook:  # one signed json target; the receiver measures frame received -> POST received
+        hook_runner, port = await _receiver(hook_ms)
+        env = {"SCANNER_BENCH_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(24)).decode()}
+        hooks = {"webhooks": {"targets": {"bench": {
+            "url": f"http://127.0.0.1:{port}/hook", "secret_env": "SCANNER_BENCH_WEBHOOK_SECRET",
+            "events": ["open", "update"], "max_in_flight": 32}}}}
     settings = from_dict({
         "symbols": symbols,
         "venues": {
@@ -62,27 +93,38 @@ async def measure(seconds: float, symbols: list[str], redis_url: str, okx_port: 
                      "max_book_age_ms": 5000},
         "metrics": {"port": 0},
         "markets": {"refresh": True},
-    }, {})
+        **hooks,
+    }, env)
     settings = replace(settings, detector=replace(settings.detector, max_notional_quote=Decimal(1000)))
     pipeline = Pipeline(settings, {COLLECT, DETECT})
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))
     await asyncio.sleep(3)  # warm-up: connect, snapshots, first books (bench pacing, not a test)
     pipeline.sink.latencies_ns.clear()
+    hook_ms.clear()
     writes0, cpu0, t0 = pipeline.store.writes, time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     lat = [x / 1e6 for x in pipeline.sink.latencies_ns]
     elapsed = time.monotonic() - t0
     writes, cpu = pipeline.store.writes - writes0, time.process_time() - cpu0
+    hooks_seen = list(hook_ms)
     stop.set()
     await task
+    if hook_runner is not None:
+        await hook_runner.cleanup()
     if not lat:
         raise RuntimeError("no opportunities were emitted; is the simulator running?")
-    return {
+    out = {
         "samples": len(lat), "p50_ms": _pct(lat, 0.5), "p90_ms": _pct(lat, 0.9), "p99_ms": _pct(lat, 0.99),
         "max_ms": max(lat), "book_writes_per_s": writes / elapsed, "cpu_pct": 100 * cpu / elapsed,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    if webhook:
+        if not hooks_seen:
+            raise RuntimeError("no webhook POST arrived")
+        out.update(webhook_posts=len(hooks_seen), webhook_p50_ms=_pct(hooks_seen, 0.5),
+                   webhook_p99_ms=_pct(hooks_seen, 0.99), webhook_max_ms=max(hooks_seen))
+    return out
 
 
 def main() -> None:
@@ -91,6 +133,8 @@ def main() -> None:
     ap.add_argument("--symbols", default="BTC/USDT,ETH/USDT,SOL/USDT,XRP/USDT,DOGE/USDT,ADA/USDT,LTC/USDT,LINK/USDT,"
                                          "AVAX/USDT,DOT/USDT,TRX/USDT,ETH/BTC")
     ap.add_argument("--tick-ms", type=int, default=100)
+    ap.add_argument("--webhook", action="store_true",
+                    help="also deliver every event to a local signed json webhook: frame received -> POST received")
     args = ap.parse_args()
     symbols = args.symbols.split(",")
     okx_port, binance_port = _free_port(), _free_port()
@@ -103,7 +147,7 @@ def main() -> None:
         with PrivateRedis() as redis:
             import uvloop
 
-            res = uvloop.run(measure(args.seconds, symbols, redis.url, okx_port, binance_port))
+            res = uvloop.run(measure(args.seconds, symbols, redis.url, okx_port, binance_port, args.webhook))
     finally:
         sim.terminate()
         sim.wait(10)
@@ -111,6 +155,10 @@ def main() -> None:
           f"p50 {res['p50_ms']:.3f} ms  p90 {res['p90_ms']:.3f} ms  p99 {res['p99_ms']:.3f} ms  "
           f"max {res['max_ms']:.2f} ms  ({res['samples']} samples, {res['book_writes_per_s']:.0f} book writes/s, "
           f"cpu {res['cpu_pct']:.0f}%, rss {res['rss_mb']:.0f} MB)")
+    if args.webhook:
+        print(f"frame received -> webhook POST received: p50 {res['webhook_p50_ms']:.3f} ms  "
+              f"p99 {res['webhook_p99_ms']:.3f} ms  max {res['webhook_max_ms']:.2f} ms  "
+              f"({res['webhook_posts']:.0f} POSTs)")
     print(json.dumps({"bench": "e2e", **{k: round(v, 4) for k, v in res.items()}}))
 
 

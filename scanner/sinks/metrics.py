@@ -18,6 +18,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created serie
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WEBHOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # (venue, symbol, exchange time of the last applied frame in ms, receive time in ns, valid)
 BookAgeRow = tuple[str, str, int, int, bool]
@@ -98,6 +99,20 @@ class Metrics:
                                               "How long closed opportunities lasted (first qualified to close)",
                                               buckets=DURATION_BUCKETS, registry=r)
         self.detector_books = Gauge("scanner_detector_books", "Books the detector currently holds", registry=r)
+        # webhooks (scanner/webhooks/sender.py)
+        self.webhook_deliveries = Counter("scanner_webhook_deliveries",
+                                          "Webhook events by target and outcome (delivered, dead_letter, filtered, "
+                                          "cooldown, replayed)", ["target", "outcome"], registry=r)
+        self.webhook_retries = Counter("scanner_webhook_retries", "Webhook attempts that failed and were retried",
+                                       ["target"], registry=r)
+        self.webhook_dead_letters = Counter("scanner_webhook_dead_letters",
+                                            "Webhook events moved to the dead-letter stream", ["target"], registry=r)
+        self.webhook_latency = Histogram("scanner_webhook_delivery_latency_seconds",
+                                         "Opportunity detected to webhook answered 2xx", ["target"],
+                                         buckets=WEBHOOK_BUCKETS, registry=r)
+        self.webhook_outbox_lag = Gauge("scanner_webhook_outbox_lag",
+                                        "Outbox entries not yet delivered to the target (unread + pending)",
+                                        ["target"], registry=r)
         self._ages = _BookAgeCollector()
         r.register(self._ages)
 

@@ -3,8 +3,9 @@
 Stream entries (``XADD <redis.stream> MAXLEN ~ <redis.stream_maxlen>``) have one field,
 ``data``: the event as JSON (exact decimal strings; ``event`` is open, update or close).
 Close events are also appended to ``<redis.history>`` (``MAXLEN ~ <redis.history_maxlen>``),
-the bounded history ``scanner history`` summarises. Redis errors are counted and logged; the
-event is still logged and counted, and the detector carries on.
+the bounded history ``scanner history`` summarises. With webhook targets configured, every event is
+also appended to the webhook outbox (``webhooks.outbox_stream``, scanner/webhooks/outbox.py).
+Redis errors are counted and logged; the event is still logged and counted, and the detector carries on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class OpportunitySink:
         self.emitted = 0
         # frame received → stream write acknowledged, per open/update event (the benchmark reads these)
         self.latencies_ns: deque[int] = deque(maxlen=200_000)
+        # webhooks (scanner/webhooks/): (outbox stream, maxlen); every event is appended once, in the same pipeline
+        self.outbox: tuple[str, int] | None = None
 
     async def emit(self, opps: list[Opportunity]) -> None:
         m, st = self.metrics, self.settings
@@ -40,6 +43,8 @@ class OpportunitySink:
                 pipe.xadd(st.stream, {"data": p}, maxlen=st.stream_maxlen, approximate=True)
                 if o.event == "close":
                     pipe.xadd(st.history, {"data": p}, maxlen=st.history_maxlen, approximate=True)
+                if self.outbox is not None:
+                    pipe.xadd(self.outbox[0], {"data": p}, maxlen=self.outbox[1], approximate=True)
             await pipe.execute()
         except (RedisError, OSError) as exc:
             m.redis_errors.labels("opportunity_stream").inc()
