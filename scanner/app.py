@@ -27,6 +27,7 @@ from scanner.feed.instruments import MarketsUnavailable, load_markets
 from scanner.sinks.http import HttpEndpoint
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
+from scanner.sinks.readiness import collector_check, detector_check
 from scanner.store.books import BookStore
 from scanner.transfer import build as transfer_build
 from scanner.venues import VENUES
@@ -61,6 +62,10 @@ class Pipeline:
         self.webhooks = webhook_dispatcher(self.redis, settings, self.metrics) if DETECT in roles else None
         self.started = asyncio.Event()
         self.fee_urls: dict[str, dict[str, object]] = {}  # tests: ccxt urls["api"] per venue for keyed calls
+        self.http.ready = (  # /readyz
+            collector_check([*settings.venues, *settings.ccxt_venues], self.metrics.book_rows,
+                            settings.detector.max_book_age_ms)
+            if COLLECT in roles else detector_check(self.redis, self.detector.book_count))
 
     async def build_collectors(self) -> None:
         for name, vs in self.settings.venues.items():

@@ -1,22 +1,27 @@
-"""The HTTP endpoint: ``/metrics`` (Prometheus text format) and ``/healthz``."""
+"""The HTTP endpoint: ``/metrics`` (Prometheus text format), ``/healthz`` (liveness: the process
+answers) and ``/readyz`` (readiness: 200 or 503 with a short JSON reason, scanner/sinks/readiness.py)."""
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from scanner.sinks.metrics import Metrics
+from scanner.sinks.readiness import ReadyCheck
 
 
 class HttpEndpoint:
     def __init__(self, metrics: Metrics, host: str, port: int) -> None:
         self.metrics, self.host, self.port = metrics, host, port
         self._runner: web.AppRunner | None = None
+        self.ready: ReadyCheck | None = None  # set by the Pipeline; None: /readyz answers 503
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -39,3 +44,8 @@ class HttpEndpoint:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ok, reason = (False, "starting") if self.ready is None else await self.ready()
+        return web.Response(body=orjson.dumps({"ready": ok, "reason": reason}), status=200 if ok else 503,
+                            content_type="application/json")

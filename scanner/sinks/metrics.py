@@ -120,5 +120,10 @@ class Metrics:
         """Register a callable listing books for the scrape-time age/validity gauges."""
         self._ages.sources.append(source)
 
+    def book_rows(self) -> Iterator[BookAgeRow]:
+        """Every registered book as a ``BookAgeRow`` (for ``/readyz``, scanner/sinks/readiness.py)."""
+        for source in self._ages.sources:
+            yield from source()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
