@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from scanner import config
+from scanner.venues import VENUES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -109,7 +110,7 @@ def test_no_secret_values() -> None:
 
 def test_demo_config_points_at_compose_services() -> None:
     settings = config.load(DEPLOY / "compose" / "demo.yaml", env={})
-    assert settings.venues and "kucoin" not in settings.venues
+    assert set(settings.venues) == set(VENUES)  # every simulated venue, KuCoin included
     for venue in settings.venues.values():
         assert "//simulators:87" in venue.ws_url and "//simulators:87" in venue.rest_url, venue.name
     assert settings.redis.url == "redis://redis:6379/0"

@@ -380,3 +380,15 @@ async def test_connect_handshake_against_the_simulator() -> None:
             await connect_resolver(VENUE, odd)()
         with pytest.raises(HandshakeFailed, match="answered HTTP 503"):
             await connect_resolver(VENUE, odd)()
+
+
+async def test_bullet_endpoint_names_the_host_the_client_used(session: aiohttp.ClientSession) -> None:
+    """In compose the simulator binds 0.0.0.0 and clients reach it as ``simulators:8707``: the token
+    answer must send them back to that name, not to the bind address."""
+    async with kc_cluster() as cluster:
+        url = f"{cluster.rest_url('kucoin')}/api/v1/bullet-public"
+        async with session.post(url, headers={"Host": "simulators:8707"}) as r:
+            body = await r.json()
+        assert body["data"]["instanceServers"][0]["endpoint"] == "ws://simulators:8707/"
+        data = await bullet(session, cluster)
+        assert data["instanceServers"][0]["endpoint"] == cluster.url("kucoin")

@@ -268,7 +268,8 @@ class KucoinVenue(SimVenue[KucoinState]):
         self.tokens[token] = time.monotonic()
         k = self.knobs
         return self.json({"code": OK, "data": {"token": token, "instanceServers": [{
-            "endpoint": self.url(), "encrypt": True, "protocol": "websocket",
+            # the host the client reached us by (a container name, not our 0.0.0.0 bind address)
+            "endpoint": f"ws://{request.host}{self.ws_path}", "encrypt": True, "protocol": "websocket",
             "pingInterval": k.ping_interval_ms, "pingTimeout": k.ping_timeout_ms}]}})
 
     async def _h_orderbook(self, request: web.Request) -> web.Response:
