@@ -75,6 +75,13 @@ class MarketMap:
         return found, missing
 
 
+def shipped_markets_dir() -> Path:
+    """The market snapshots shipped in ``configs/markets``: next to the package in a source
+    checkout, else under the working directory (an installed package, e.g. the container's /app)."""
+    beside = Path(__file__).resolve().parents[1] / "configs" / "markets"
+    return beside if beside.is_dir() else Path("configs", "markets").resolve()
+
+
 def cache_path(cache_dir: Path, venue: str) -> Path:
     return cache_dir / f"{venue}.json"
 

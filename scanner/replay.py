@@ -34,7 +34,7 @@ import orjson
 from scanner.book.errors import BookError, ParseError
 from scanner.book.sync import SyncedBook
 from scanner.capture import Connect, Http, Recv, detect_format, read_cryptofeed, read_lines, ts_to_ns
-from scanner.markets import Market
+from scanner.markets import Market, shipped_markets_dir
 from scanner.model import BookMsg, Control
 from scanner.venues import VENUES
 from scanner.venues.spec import VenueSpec
@@ -42,7 +42,7 @@ from scanner.venues.spec import VenueSpec
 # Reasons reported even when zero, so the JSON line always has the same keys.
 ERROR_REASONS = ("seq_gap", "checksum", "crossed", "snapshot_too_old", "bad_level")
 _PLACEHOLDER = "REPLAYINSTPLACEHOLDER"
-MARKETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "markets"
+MARKETS_DIR = shipped_markets_dir()
 
 
 @dataclass(slots=True)

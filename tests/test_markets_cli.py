@@ -73,3 +73,14 @@ async def test_refresh_downloads_from_the_venues_and_keeps_what_failed(tmp_path:
     assert (cache / "okx.json").read_bytes() == served
     assert (cache / "binance.json").read_bytes() == b'{"symbols": []}'
     assert "/api/v5/public/instruments?instType=SPOT" in paths
+
+
+def test_shipped_snapshots_found_from_a_checkout_or_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner import markets
+
+    assert markets.shipped_markets_dir() == ROOT / "configs" / "markets"  # source checkout
+    (tmp_path / "configs" / "markets").mkdir(parents=True)
+    monkeypatch.setattr(markets, "__file__", str(tmp_path / "site-packages" / "scanner" / "markets.py"))
+    monkeypatch.chdir(tmp_path)  # an installed package run from its app directory (the container's /app)
+    assert markets.shipped_markets_dir() == tmp_path / "configs" / "markets"

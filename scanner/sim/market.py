@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.markets import Market
+from scanner.markets import Market, shipped_markets_dir
 from scanner.venues import VENUES
 
 # Starting mid prices of the simulated symbols (unified spelling).
@@ -54,7 +54,7 @@ BASE_PRICES.setdefault("USDC/USDT", 1.0)
 
 log = logging.getLogger(__name__)
 
-MARKETS_DIR = Path(__file__).resolve().parents[2] / "configs" / "markets"
+MARKETS_DIR = shipped_markets_dir()
 
 
 def rng_for(seed: int, *parts: str) -> random.Random:
