@@ -9,6 +9,7 @@ read-only for a moment) so the error panels have data, then evaluates every pane
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -179,12 +180,20 @@ def _inject_faults(config: Path, server: PrivateRedis, metrics_url: str) -> None
         text = http_get(metrics_url)
         return True if text is not None and f"{family}{{" in text else None
 
-    poll("books applied", lambda: has("scanner_book_updates_total"), 30)
+    applied = f'scanner_book_updates_total{{venue="{FAULT_VENUE}"}}'
+    poll(f"{FAULT_VENUE} books applied", lambda: True if applied in (http_get(metrics_url) or "") else None, 30)
+
+    def fault_until(fault: str, family: str) -> bool | None:
+        """Seen, or inject the fault (again): a fault only reaches the clients connected right now."""
+        if has(family):
+            return True
+        assert http_post_json(f"http://127.0.0.1:{port}/sim/fault", {"fault": fault, "symbol": "BTC/USDT"}) == 200
+        return None
+
     # garbage and skip_seq go to connected clients, so the connection is dropped last
     for fault, family in (("garbage", "scanner_parse_errors_total"), ("skip_seq", "scanner_resyncs_total"),
                           ("drop", "scanner_reconnects_total")):
-        assert http_post_json(f"http://127.0.0.1:{port}/sim/fault", {"fault": fault, "symbol": "BTC/USDT"}) == 200
-        poll(f"{family} after a {fault} fault", lambda f=family: has(f), 20)  # type: ignore[misc]
+        poll(f"{family} after a {fault} fault", functools.partial(fault_until, fault, family), 20, every_s=1.0)
     # an opportunity's whole lifecycle: okx's BTC/USDT book lifted 2 % (held), then released to the walk
     sim = f"http://127.0.0.1:{port}/sim"
     book = json.loads(http_get(f"{sim}/book?symbol=BTC/USDT&depth=10") or "{}")
