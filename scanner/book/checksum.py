@@ -5,6 +5,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
+from scanner.book.l2 import L2Book, crc32_interleaved
+
 
 def crc32_signed(text: str) -> int:
     v = zlib.crc32(text.encode())
@@ -26,6 +28,12 @@ def interleaved_payload(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[st
             parts.append(a[0])
             parts.append(a[1])
     return ":".join(parts)
+
+
+def book_crc32_interleaved(book: L2Book, depth: int = 25) -> int:
+    """:func:`okx_checksum` straight from a book's level lists (the hot path: no tuples built)."""
+    b, a = book.bids, book.asks
+    return crc32_interleaved(b.pxs, b.szs, a.pxs, a.szs, depth)
 
 
 def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]], depth: int = 25) -> int:

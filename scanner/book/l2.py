@@ -1,90 +1,97 @@
 """An L2 order book that keeps the venue's exact price/size strings.
 
-Each side is a dict from a numeric sort key to the ``(price, size)`` strings as received,
-plus a sorted list of keys (best first), so best price and top-N are list slices. Bids use
-negated keys so both sides sort ascending. A float key is exact enough to order and
-identify prices: distinct decimal prices of up to 15 significant digits map to distinct,
-correctly ordered doubles. The strings, not the floats, are what leaves the book.
+Each side is three parallel lists, best level first: ``keys`` (a float sort key per level;
+bids are negated so both sides sort ascending), ``pxs`` and ``szs`` (the price and size
+strings exactly as received). Best price, top-N and the checksum payload are list slices;
+a change is one ``bisect`` plus an in-place list insert/delete/store. A float key is exact
+enough to order and identify prices: distinct decimal prices of up to 15 significant digits
+map to distinct, correctly ordered doubles. The strings, not the floats, are what leaves the
+book.
+
+The per-level loop of :meth:`BookSide.apply` and :meth:`BookSide.load` runs in the optional
+compiled core (:mod:`scanner.book._core`, built from ``_core.c`` by ``pip install`` when a C
+compiler is present); :mod:`scanner.book.pycore` is the pure-Python twin with the same
+semantics, used when the extension is missing or ``SCANNER_PURE_PYTHON=1`` is set.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from scanner.book import pycore
 
 Pair = tuple[str, str]
 INF = float("inf")
 
+def _load_core() -> ModuleType:
+    if os.environ.get("SCANNER_PURE_PYTHON") == "1":
+        return pycore
+    try:
+        from scanner.book import _core
+    except ImportError:  # no compiler at install time: same semantics, pure Python
+        return pycore
+    return _core
 
-def _bad(px: str, sz: str) -> ValueError:
-    return ValueError(f"level {px!r} x {sz!r} is not a positive finite price with a finite size >= 0")
+
+_core = _load_core()
+COMPILED: bool = _core is not pycore
+# Typed views of the kernels (pycore's signatures; _core.pyi declares the same).
+apply_rows: Callable[[list[float], list[str], list[str], Sequence[Sequence[str]], bool, int], bool] = _core.apply_rows
+_load_rows: Callable[[Sequence[Sequence[str]], bool], tuple[list[float], list[str], list[str]]] = _core.load_rows
+crc32_interleaved: Callable[[Sequence[str], Sequence[str], Sequence[str], Sequence[str], int], int] = (
+    _core.interleaved_crc32)
 
 
 class BookSide:
     """One side of the book; ``descending`` for bids."""
 
-    __slots__ = ("keys", "levels", "sign")
+    __slots__ = ("keys", "neg", "pxs", "sign", "szs")
 
     def __init__(self, descending: bool) -> None:
-        self.levels: dict[float, Pair] = {}
         self.keys: list[float] = []  # ascending sort keys: best level first
+        self.pxs: list[str] = []
+        self.szs: list[str] = []
+        self.neg = descending
         self.sign = -1.0 if descending else 1.0
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def clear(self) -> None:
-        self.levels.clear()
         self.keys.clear()
+        self.pxs.clear()
+        self.szs.clear()
 
-    def load(self, rows: Iterable[Sequence[str]]) -> None:
-        """Replace the side with ``rows`` (``[price, size, ...]``); zero sizes are skipped."""
-        sign = self.sign
-        levels: dict[float, Pair] = {}
-        for row in rows:
-            px, sz = row[0], row[1]
-            p, q = float(px), float(sz)
-            if not (0.0 < p < INF and 0.0 <= q < INF):  # also rejects NaN
-                raise _bad(px, sz)
-            if q != 0.0:
-                levels[p * sign] = (px, sz)
-        self.levels = levels
-        self.keys = sorted(levels)
+    def load(self, rows: Sequence[Sequence[str]]) -> None:
+        """Replace the side with ``rows`` (``[price, size, ...]``, any order); zero sizes are
+        skipped, a repeated price keeps its last row. ValueError on a level that is not a
+        positive finite price with a finite size >= 0."""
+        self.keys, self.pxs, self.szs = _load_rows(rows, self.neg)
 
-    def apply(self, rows: Iterable[Sequence[str]], watch: int) -> bool:
-        """Apply absolute-size changes; return True if any change lies within the best
-        ``watch`` levels (so a checksum over them may have changed)."""
-        sign, levels, keys = self.sign, self.levels, self.keys
-        touched = False
-        for row in rows:
-            px, sz = row[0], row[1]
-            p, q = float(px), float(sz)
-            if not (0.0 < p < INF and 0.0 <= q < INF):  # also rejects NaN
-                raise _bad(px, sz)
-            k = p * sign
-            if not touched and (len(keys) < watch or k <= keys[watch - 1]):
-                touched = True
-            if q == 0.0:
-                if levels.pop(k, None) is not None:
-                    del keys[bisect_left(keys, k)]
-            else:
-                if k not in levels:
-                    insort(keys, k)
-                levels[k] = (px, sz)
-        return touched
+    def apply(self, rows: Sequence[Sequence[str]], watch: int) -> bool:
+        """Apply absolute-size changes (size 0 deletes); return True if any change lies within
+        the best ``watch`` levels (so a checksum over them may have changed). On ValueError the
+        rows before the bad one have been applied: the caller drops the book."""
+        return apply_rows(self.keys, self.pxs, self.szs, rows, self.neg, watch)
+
+    def set_sorted(self, keys: list[float], pxs: list[str], szs: list[str]) -> None:
+        """Install already sorted, validated parallel lists (the ccxt adapter's books)."""
+        self.keys, self.pxs, self.szs = keys, pxs, szs
 
     def trim(self, max_levels: int) -> None:
         """Drop the worst levels beyond ``max_levels`` (deep levels no one reads)."""
-        keys, levels = self.keys, self.levels
-        while len(keys) > max_levels:
-            del levels[keys.pop()]
+        if len(self.keys) > max_levels:
+            del self.keys[max_levels:]
+            del self.pxs[max_levels:]
+            del self.szs[max_levels:]
 
     def top(self, n: int) -> list[Pair]:
-        levels = self.levels
-        return [levels[k] for k in self.keys[:n]]
+        return list(zip(self.pxs[:n], self.szs[:n], strict=True))
 
     def best(self) -> Pair | None:
-        return self.levels[self.keys[0]] if self.keys else None
+        return (self.pxs[0], self.szs[0]) if self.keys else None
 
     def best_price(self) -> float | None:
         return self.keys[0] * self.sign if self.keys else None

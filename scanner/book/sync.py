@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, SequenceGap
-from scanner.book.l2 import L2Book
+from scanner.book.l2 import L2Book, apply_rows, crc32_interleaved
 from scanner.model import BookMsg
 
 APPLY, STALE, GAP = 0, 1, 2
@@ -46,6 +46,7 @@ class SyncedBook:
         "book",
         "checksum",
         "checksum_depth",
+        "interleaved",
         "max_levels",
         "relation",
         "valid",
@@ -58,12 +59,16 @@ class SyncedBook:
         checksum_depth: int = 25,
         max_levels: int = 1000,
         max_buffer: int = 2000,
+        interleaved: bool = False,
     ) -> None:
+        """``interleaved``: ``checksum`` is the OKX/Bitget interleaved CRC32 over ``checksum_depth``
+        levels, computed here straight from the level lists (same value, no Python call)."""
         self.book = L2Book()
         self.valid = False
         self.relation = relation
         self.checksum = checksum
         self.checksum_depth = checksum_depth
+        self.interleaved = interleaved and checksum is not None
         self.max_levels = max_levels
         self._buffer: deque[BookMsg] = deque(maxlen=max_buffer)
         self._first = False  # the next diff is the first after a snapshot
@@ -92,9 +97,9 @@ class SyncedBook:
             return False
         try:
             rel = self.relation(msg, self.book.seq, self._first)
-            if rel == STALE:
-                return False
-            if rel == GAP:
+            if rel != APPLY:
+                if rel == STALE:
+                    return False
                 raise SequenceGap(f"expected continuation of {self.book.seq}, got prev={msg.prev} seq={msg.seq}")
             self._apply(msg)
         except BookError:
@@ -131,27 +136,43 @@ class SyncedBook:
         return True
 
     def _apply(self, msg: BookMsg) -> None:
+        # The hot path: one call into the level kernel per side, the checksum only when a change
+        # reached the best ``checksum_depth`` levels, no per-frame allocation of our own.
         book, depth = self.book, self.checksum_depth
+        b, a = book.bids, book.asks
         try:
-            touched = book.bids.apply(msg.bids, depth)
-            touched = book.asks.apply(msg.asks, depth) or touched
+            touched = apply_rows(b.keys, b.pxs, b.szs, msg.bids, True, depth)
+            if apply_rows(a.keys, a.pxs, a.szs, msg.asks, False, depth):
+                touched = True
         except (ValueError, TypeError, IndexError) as exc:
             raise BadLevel(f"unusable level: {exc}") from exc
-        if touched:
-            self._crc_dirty = True
         book.seq, book.exch_ms, book.recv_ns = msg.seq, msg.exch_ms, msg.recv_ns
         self._first = False
-        if len(book.bids.keys) > self.max_levels:
-            book.bids.trim(self.max_levels)
-        if len(book.asks.keys) > self.max_levels:
-            book.asks.trim(self.max_levels)
-        self._verify(msg)
+        if len(b.keys) > self.max_levels:
+            b.trim(self.max_levels)
+        if len(a.keys) > self.max_levels:
+            a.trim(self.max_levels)
+        if msg.checksum:
+            if touched or self._crc_dirty:
+                if self.interleaved:
+                    self._crc = crc32_interleaved(b.pxs, b.szs, a.pxs, a.szs, depth)
+                elif self.checksum is not None:
+                    self._crc = self.checksum(book)
+                self._crc_dirty = False
+            if self._crc != msg.checksum and self.checksum is not None:
+                raise ChecksumMismatch(f"checksum {msg.checksum} != local {self._crc} at seq {msg.seq}")
+        elif touched:
+            self._crc_dirty = True
+        bk, ak = b.keys, a.keys
+        if bk and ak and -bk[0] >= ak[0]:
+            raise CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
 
     def _verify(self, msg: BookMsg) -> None:
+        """Checksum and crossed-book checks of a freshly loaded snapshot."""
+        self._crc_dirty = True
         if msg.checksum and self.checksum is not None:
-            if self._crc_dirty:
-                self._crc = self.checksum(self.book)
-                self._crc_dirty = False
+            self._crc = self.checksum(self.book)
+            self._crc_dirty = False
             if self._crc != msg.checksum:
                 raise ChecksumMismatch(f"checksum {msg.checksum} != local {self._crc} at seq {msg.seq}")
         if self.book.crossed():

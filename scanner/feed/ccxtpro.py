@@ -93,8 +93,8 @@ def load_side(side: BookSide, rows: Sequence[Sequence[Any]], depth: int, cache: 
         if not p:
             raise ValueError(f"level {p!r} x {q!r} has a zero price")
         levels[p * sign] = (ps, qs)
-    side.levels = levels
-    side.keys = sorted(levels)  # ccxt's sides are sorted already: a linear pass
+    keys = sorted(levels)  # ccxt's sides are sorted already: a linear pass
+    side.set_sorted(keys, [levels[k][0] for k in keys], [levels[k][1] for k in keys])
 
 
 def load_book(book: L2Book, ob: Mapping[str, Any], depth: int, recv_ns: int,

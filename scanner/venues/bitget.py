@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 
-from scanner.book.checksum import okx_checksum
+from scanner.book.checksum import book_crc32_interleaved
 from scanner.book.errors import ParseError
 from scanner.book.l2 import L2Book
 from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
@@ -133,11 +133,11 @@ def relation(msg: BookMsg, local: int, first: bool) -> int:
 
 
 def book_checksum(book: L2Book) -> int:
-    return okx_checksum(book.bids.top(CHECKSUM_DEPTH), book.asks.top(CHECKSUM_DEPTH))
+    return book_crc32_interleaved(book, CHECKSUM_DEPTH)
 
 
 def make_book(channel: str) -> SyncedBook:
-    return SyncedBook(relation, book_checksum, checksum_depth=CHECKSUM_DEPTH, max_levels=1000)
+    return SyncedBook(relation, book_checksum, checksum_depth=CHECKSUM_DEPTH, max_levels=1000, interleaved=True)
 
 
 def _frame(op: str, insts: Sequence[str], channel: str) -> str:

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from scanner.book.checksum import okx_checksum
 from scanner.book.errors import ParseError
-from scanner.book.l2 import L2Book
+from scanner.book.l2 import L2Book, crc32_interleaved
 from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control
@@ -50,10 +49,11 @@ class OkxParser(Parser):
         if type(d) is not dict:
             raise ParseError(f"okx: expected an object, got {type(d).__name__}")
         arg = d.get("arg")
-        event = d.get("event")
-        if event is not None:
-            return [_control(event, arg, d)]
         data = d.get("data")
+        if data is None:
+            event = d.get("event")
+            if event is not None:
+                return [_control(event, arg, d)]
         if type(arg) is not dict or type(data) is not list:
             raise ParseError("okx: frame has no arg/data")
         channel = arg.get("channel")
@@ -68,15 +68,15 @@ class OkxParser(Parser):
         snapshot = action is None or action == "snapshot"
         out: list[BookMsg | Control] = []
         try:
-            for item in data:
+            for item in data:  # one item per frame in practice; kept inline (the hot path)
                 bids, asks = item["bids"], item["asks"]
                 if type(bids) is not list or type(asks) is not list:
                     raise ParseError("okx: bids/asks are not lists")
-                out.append(BookMsg(
-                    inst, snapshot, bids, asks,
-                    int(item.get("seqId", NO_SEQ)), int(item.get("prevSeqId", NO_SEQ)),
-                    int(item.get("checksum") or 0), int(item["ts"]), recv_ns,
-                ))
+                # orjson already gives ints for the ids and the checksum; int() only for what is not
+                seq, prev, crc = item.get("seqId", NO_SEQ), item.get("prevSeqId", NO_SEQ), item.get("checksum") or 0
+                if type(seq) is not int or type(prev) is not int or type(crc) is not int:
+                    seq, prev, crc = int(seq), int(prev), int(crc)
+                out.append(BookMsg(inst, snapshot, bids, asks, seq, prev, crc, int(item["ts"]), recv_ns))
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"okx: malformed book item: {exc!r}") from None
         return out
@@ -109,11 +109,12 @@ def relation(msg: BookMsg, local: int, first: bool) -> int:
 
 
 def book_checksum(book: L2Book) -> int:
-    return okx_checksum(book.bids.top(25), book.asks.top(25))
+    b, a = book.bids, book.asks
+    return crc32_interleaved(b.pxs, b.szs, a.pxs, a.szs, 25)
 
 
 def make_book(channel: str) -> SyncedBook:
-    return SyncedBook(relation, book_checksum, checksum_depth=25, max_levels=400)
+    return SyncedBook(relation, book_checksum, checksum_depth=25, max_levels=400, interleaved=True)
 
 
 def subscribe(insts: Sequence[str], channel: str) -> list[str]:

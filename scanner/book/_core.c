@@ -1,0 +1,466 @@
+/* scanner.book._core: compiled twins of scanner/book/pycore.py (same functions, same semantics).
+ *
+ * A book side is three parallel Python lists, best level first: keys (float sort keys, bids
+ * negated), pxs and szs (the venue's exact price and size strings). These loops only move
+ * references between lists; the strings are never re-formatted.
+ *
+ *   apply_rows(keys, pxs, szs, rows, neg, watch) -> bool
+ *   load_rows(rows, neg) -> (keys, pxs, szs)
+ *   interleaved_crc32(bpx, bsz, apx, asz, depth) -> int   (signed, as OKX and Bitget send it)
+ *
+ * Numbers are read the way float() reads them (PyOS_string_to_double for plain ASCII, else
+ * float() itself), and the level check is the one pycore makes, with the same message.
+ * Built by `pip install` when a C compiler is present (setup.py, optional=True); without it
+ * scanner.book.l2 uses pycore.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* CRC-32 (IEEE 802.3, the polynomial zlib.crc32 uses), slicing-by-8; tables built at import. */
+static uint32_t crc_table[8][256];
+
+static void
+crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320U ^ (c >> 1) : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
+}
+
+static uint32_t
+crc32_ieee(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFU;
+    while (n >= 8) {
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF] ^
+            crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xFF] ^ crc_table[2][(hi >> 8) & 0xFF] ^
+            crc_table[1][(hi >> 16) & 0xFF] ^ crc_table[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n--)
+        c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFU;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Clinger's fast path: plain "digits[.digits]" with at most 15 significant digits is m / 10^k
+ * with m < 2^53 and k <= 22, both exact doubles, so the IEEE quotient is the correctly rounded
+ * value float() returns. 1 if it applied, else 0 (the caller takes the general parser). */
+static int
+fast_decimal(const char *s, Py_ssize_t n, double *out)
+{
+    uint64_t m = 0;
+    int digits = 0, frac = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') {
+            if (m == 0 && c == '0') {
+                if (frac >= 0)
+                    frac++;
+                continue; /* leading zeros are not significant */
+            }
+            if (++digits > 15)
+                return 0;
+            m = m * 10 + (uint64_t)(c - '0');
+            if (frac >= 0)
+                frac++;
+        }
+        else if (c == '.' && frac < 0)
+            frac = 0;
+        else
+            return 0;
+    }
+    if (n == 0 || (frac == 0 && n == 1))
+        return 0; /* "" or "." */
+    if (frac > 22)
+        return 0;
+    *out = frac > 0 ? (double)m / POW10[frac] : (double)m;
+    return 1;
+}
+
+/* float(o) for a price/size; 0 on success, -1 with an exception set. */
+static int
+read_number(PyObject *o, double *out)
+{
+    if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+        const char *s = (const char *)PyUnicode_DATA(o); /* NUL-terminated for compact strings */
+        if (fast_decimal(s, n, out))
+            return 0;
+        if (n > 0 && n < 64) {
+            char *end = NULL;
+            double v = PyOS_string_to_double(s, &end, NULL);
+            if (!(v == -1.0 && PyErr_Occurred()) && end == s + n) {
+                *out = v;
+                return 0;
+            }
+            PyErr_Clear(); /* let float() decide, with its own error */
+        }
+    }
+    PyObject *f = PyNumber_Float(o);
+    if (f == NULL)
+        return -1;
+    *out = PyFloat_AS_DOUBLE(f);
+    Py_DECREF(f);
+    return 0;
+}
+
+/* row[0], row[1] as borrowed (list/tuple) or new (other sequences) references. */
+static int
+row_items(PyObject *row, PyObject **px, PyObject **sz, int *owned)
+{
+    if (PyList_CheckExact(row) || PyTuple_CheckExact(row)) {
+        Py_ssize_t n = PyList_CheckExact(row) ? PyList_GET_SIZE(row) : PyTuple_GET_SIZE(row);
+        if (n < 2) {
+            PyErr_Format(PyExc_IndexError, "level row %R has fewer than 2 items", row);
+            return -1;
+        }
+        *px = PyList_CheckExact(row) ? PyList_GET_ITEM(row, 0) : PyTuple_GET_ITEM(row, 0);
+        *sz = PyList_CheckExact(row) ? PyList_GET_ITEM(row, 1) : PyTuple_GET_ITEM(row, 1);
+        *owned = 0;
+        return 0;
+    }
+    PyObject *i0 = PyLong_FromLong(0), *i1 = PyLong_FromLong(1);
+    *px = i0 ? PyObject_GetItem(row, i0) : NULL;
+    *sz = (*px && i1) ? PyObject_GetItem(row, i1) : NULL;
+    Py_XDECREF(i0);
+    Py_XDECREF(i1);
+    if (*sz == NULL) {
+        Py_XDECREF(*px);
+        return -1;
+    }
+    *owned = 1;
+    return 0;
+}
+
+static int
+check_level(PyObject *px, PyObject *sz, double p, double q)
+{
+    if (0.0 < p && p < INFINITY && 0.0 <= q && q < INFINITY)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "level %R x %R is not a positive finite price with a finite size >= 0", px, sz);
+    return -1;
+}
+
+/* First index whose key is >= k (keys hold floats made by the book). */
+static Py_ssize_t
+lower_bound(PyObject *keys, double k)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    PyObject **items = ((PyListObject *)keys)->ob_item;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (PyFloat_AS_DOUBLE(items[mid]) < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static PyObject *
+apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "apply_rows(keys, pxs, szs, rows, neg, watch)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *pxs = args[1], *szs = args[2], *rows = args[3];
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(pxs) || !PyList_CheckExact(szs)) {
+        PyErr_SetString(PyExc_TypeError, "apply_rows: keys, pxs and szs must be lists");
+        return NULL;
+    }
+    int neg = PyObject_IsTrue(args[4]);
+    Py_ssize_t watch = PyLong_AsSsize_t(args[5]);
+    if (neg < 0 || (watch == -1 && PyErr_Occurred()))
+        return NULL;
+    PyObject *seq = PySequence_Fast(rows, "apply_rows: rows must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t nrows = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int touched = 0;
+    for (Py_ssize_t r = 0; r < nrows; r++) {
+        PyObject *px, *sz;
+        int owned;
+        double p, q;
+        if (row_items(items[r], &px, &sz, &owned) < 0)
+            goto fail;
+        if (read_number(px, &p) < 0 || read_number(sz, &q) < 0 || check_level(px, sz, p, q) < 0) {
+            if (owned) {
+                Py_DECREF(px);
+                Py_DECREF(sz);
+            }
+            goto fail;
+        }
+        double k = neg ? -p : p;
+        Py_ssize_t n = PyList_GET_SIZE(keys);
+        Py_ssize_t i = lower_bound(keys, k);
+        int rc = 0, changed = 1;
+        if (i < n && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, i)) == k) {
+            if (q == 0.0) {
+                rc = PyList_SetSlice(keys, i, i + 1, NULL);
+                rc = rc ? rc : PyList_SetSlice(pxs, i, i + 1, NULL);
+                rc = rc ? rc : PyList_SetSlice(szs, i, i + 1, NULL);
+            }
+            else {
+                Py_INCREF(px);
+                Py_INCREF(sz);
+                rc = PyList_SetItem(pxs, i, px);
+                rc = rc ? rc : PyList_SetItem(szs, i, sz);
+            }
+        }
+        else if (q != 0.0) {
+            PyObject *kf = PyFloat_FromDouble(k);
+            rc = kf ? PyList_Insert(keys, i, kf) : -1;
+            Py_XDECREF(kf);
+            rc = rc ? rc : PyList_Insert(pxs, i, px);
+            rc = rc ? rc : PyList_Insert(szs, i, sz);
+        }
+        else
+            changed = 0; /* deleting a level we do not hold changes nothing */
+        if (owned) {
+            Py_DECREF(px);
+            Py_DECREF(sz);
+        }
+        if (rc < 0)
+            goto fail;
+        if (changed && i < watch)
+            touched = 1;
+    }
+    Py_DECREF(seq);
+    return PyBool_FromLong(touched);
+fail:
+    Py_DECREF(seq);
+    return NULL;
+}
+
+typedef struct {
+    double k;
+    Py_ssize_t idx; /* row index: equal keys keep input order, so the last row wins */
+    double q;
+} level_t;
+
+static int
+cmp_level(const void *a, const void *b)
+{
+    const level_t *x = a, *y = b;
+    if (x->k < y->k)
+        return -1;
+    if (x->k > y->k)
+        return 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static PyObject *
+load_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "load_rows(rows, neg)");
+        return NULL;
+    }
+    int neg = PyObject_IsTrue(args[1]);
+    if (neg < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(args[0], "load_rows: rows must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **rows = PySequence_Fast_ITEMS(seq);
+    PyObject **pxv = NULL, **szv = NULL, *keys = NULL, *pxs = NULL, *szs = NULL, *out = NULL;
+    level_t *lv = PyMem_Malloc(sizeof(level_t) * (size_t)(n ? n : 1));
+    pxv = PyMem_Calloc((size_t)(n ? n : 1), sizeof(PyObject *));
+    szv = PyMem_Calloc((size_t)(n ? n : 1), sizeof(PyObject *));
+    if (lv == NULL || pxv == NULL || szv == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int sorted = 1;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *px, *sz;
+        int owned;
+        double p, q;
+        if (row_items(rows[r], &px, &sz, &owned) < 0)
+            goto done;
+        if (!owned) {
+            Py_INCREF(px);
+            Py_INCREF(sz);
+        }
+        pxv[r] = px;
+        szv[r] = sz;
+        if (read_number(px, &p) < 0 || read_number(sz, &q) < 0 || check_level(px, sz, p, q) < 0)
+            goto done;
+        lv[r].k = neg ? -p : p;
+        lv[r].idx = r;
+        lv[r].q = q;
+        if (r > 0 && !(lv[r - 1].k < lv[r].k))
+            sorted = 0;
+    }
+    if (!sorted)
+        qsort(lv, (size_t)n, sizeof(level_t), cmp_level);
+    keys = PyList_New(0);
+    pxs = PyList_New(0);
+    szs = PyList_New(0);
+    if (keys == NULL || pxs == NULL || szs == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j + 1 < n && lv[j + 1].k == lv[j].k)
+            continue; /* a later row of the same price wins */
+        if (lv[j].q == 0.0)
+            continue;
+        PyObject *kf = PyFloat_FromDouble(lv[j].k);
+        if (kf == NULL || PyList_Append(keys, kf) < 0) {
+            Py_XDECREF(kf);
+            goto done;
+        }
+        Py_DECREF(kf);
+        if (PyList_Append(pxs, pxv[lv[j].idx]) < 0 || PyList_Append(szs, szv[lv[j].idx]) < 0)
+            goto done;
+    }
+    out = PyTuple_Pack(3, keys, pxs, szs);
+done:
+    if (pxv != NULL)
+        for (Py_ssize_t r = 0; r < n; r++) {
+            Py_XDECREF(pxv[r]);
+            Py_XDECREF(szv[r]);
+        }
+    PyMem_Free(pxv);
+    PyMem_Free(szv);
+    PyMem_Free(lv);
+    Py_XDECREF(keys);
+    Py_XDECREF(pxs);
+    Py_XDECREF(szs);
+    Py_DECREF(seq);
+    return out;
+}
+
+/* Grow buf (stack or heap) to hold need bytes; -1 with MemoryError. */
+static int
+grow(char **buf, Py_ssize_t len, Py_ssize_t *cap, Py_ssize_t need, char *stack)
+{
+    Py_ssize_t ncap = need * 2;
+    char *nb = PyMem_Malloc((size_t)ncap);
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(nb, *buf, (size_t)len);
+    if (*buf != stack)
+        PyMem_Free(*buf);
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+/* Append ':' (unless first) and s's UTF-8 to buf; -1 with an exception if s is not a str. */
+static inline __attribute__((always_inline)) int
+put_text(PyObject *s, char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stack)
+{
+    Py_ssize_t n;
+    const char *u;
+    if (PyUnicode_CheckExact(s) && PyUnicode_IS_COMPACT_ASCII(s)) {
+        u = (const char *)PyUnicode_DATA(s);
+        n = PyUnicode_GET_LENGTH(s);
+    }
+    else {
+        u = PyUnicode_Check(s) ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
+        if (u == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "checksum level %R is not a str", s);
+            return -1;
+        }
+    }
+    if (*len + n + 1 > *cap && grow(buf, *len, cap, *len + n + 1, stack) < 0)
+        return -1;
+    char *d = *buf + *len;
+    if (*len > 0)
+        *d++ = ':';
+    if (n <= 24) /* prices and sizes are short: a plain loop beats a libc call */
+        for (Py_ssize_t i = 0; i < n; i++)
+            d[i] = u[i];
+    else
+        memcpy(d, u, (size_t)n);
+    *len = (d - *buf) + n;
+    return 0;
+}
+
+static PyObject *
+interleaved_crc32(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "interleaved_crc32(bpx, bsz, apx, asz, depth)");
+        return NULL;
+    }
+    for (int a = 0; a < 4; a++)
+        if (!PyList_CheckExact(args[a])) {
+            PyErr_SetString(PyExc_TypeError, "interleaved_crc32: levels must be lists");
+            return NULL;
+        }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[4]);
+    if (depth == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *bpx = args[0], *bsz = args[1], *apx = args[2], *asz = args[3];
+    Py_ssize_t nb = PyList_GET_SIZE(bpx), na = PyList_GET_SIZE(apx);
+    if (PyList_GET_SIZE(bsz) < nb || PyList_GET_SIZE(asz) < na) {
+        PyErr_SetString(PyExc_ValueError, "interleaved_crc32: size lists are shorter than price lists");
+        return NULL;
+    }
+    nb = nb < depth ? nb : depth;
+    na = na < depth ? na : depth;
+    char stack[4096];
+    char *buf = stack;
+    Py_ssize_t len = 0, cap = sizeof(stack);
+    Py_ssize_t m = nb > na ? nb : na;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (i < nb && (put_text(PyList_GET_ITEM(bpx, i), &buf, &len, &cap, stack) < 0 ||
+                       put_text(PyList_GET_ITEM(bsz, i), &buf, &len, &cap, stack) < 0))
+            goto fail;
+        if (i < na && (put_text(PyList_GET_ITEM(apx, i), &buf, &len, &cap, stack) < 0 ||
+                       put_text(PyList_GET_ITEM(asz, i), &buf, &len, &cap, stack) < 0))
+            goto fail;
+    }
+    uint32_t v = crc32_ieee((const unsigned char *)buf, (size_t)len);
+    if (buf != stack)
+        PyMem_Free(buf);
+    return PyLong_FromLong((long)(int32_t)v);
+fail:
+    if (buf != stack)
+        PyMem_Free(buf);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"apply_rows", (PyCFunction)(void (*)(void))apply_rows, METH_FASTCALL,
+     "apply_rows(keys, pxs, szs, rows, neg, watch) -> bool: apply absolute-size rows to one side"},
+    {"load_rows", (PyCFunction)(void (*)(void))load_rows, METH_FASTCALL,
+     "load_rows(rows, neg) -> (keys, pxs, szs): a side from rows in any order"},
+    {"interleaved_crc32", (PyCFunction)(void (*)(void))interleaved_crc32, METH_FASTCALL,
+     "interleaved_crc32(bpx, bsz, apx, asz, depth) -> int: signed CRC32 of bidPx:bidSz:askPx:askSz:..."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "scanner.book._core", "Compiled book kernels (see scanner/book/pycore.py).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    crc_init();
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,9 @@
+"""Type stubs for the compiled book kernels (scanner/book/_core.c); see scanner/book/pycore.py."""
+
+from collections.abc import Sequence
+
+def apply_rows(keys: list[float], pxs: list[str], szs: list[str], rows: Sequence[Sequence[str]], neg: bool,
+               watch: int) -> bool: ...
+def load_rows(rows: Sequence[Sequence[str]], neg: bool) -> tuple[list[float], list[str], list[str]]: ...
+def interleaved_crc32(bpx: Sequence[str], bsz: Sequence[str], apx: Sequence[str], asz: Sequence[str],
+                      depth: int) -> int: ...
