@@ -66,5 +66,5 @@ def test_dockerfile_shape() -> None:
 
 def test_build_context_is_an_allowlist() -> None:
     ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().split()
-    assert ignore[ignore.index("*") + 1:][:4] == ["!pyproject.toml", "!README.md", "!scanner", "!configs"]
+    assert ignore[ignore.index("*") + 1:][:5] == ["!pyproject.toml", "!setup.py", "!README.md", "!scanner", "!configs"]
     assert not (ROOT / ".dockerignore").exists()
