@@ -278,7 +278,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=3, help="timed runs; the median is reported (default 3)")
     p.add_argument("--warmup-lines", type=int, default=50_000,
                    help="untimed warm-up pass over this many frames first, as the peer harness does (0: none)")
+    p.add_argument("--levels", action="store_true",
+                   help="also count the price levels in the input (untimed) and report us_per_level")
     p.add_argument("--strict", action="store_true", help="exit 1 if any book or parse error occurred")
+
+
+def count_levels(venue: str, channel: str, path: Path) -> int:
+    """Price levels the input carries (every BookMsg row and REST snapshot row), counted in a
+    separate untimed pass: the benchmark's per-level figure divides loop time by this."""
+    spec = VENUES[venue]
+    parser = spec.make_parser(channel, cached_markets(spec))
+    n = 0
+
+    def frame(data: str | bytes, recv_ns: int) -> None:
+        nonlocal n
+        try:
+            for item in parser.parse(data, recv_ns):
+                if type(item) is BookMsg:
+                    n += len(item.bids) + len(item.asks)
+        except ParseError:
+            pass
+
+    if detect_format(path) == "frames":
+        for line in read_lines(path):
+            frame(line, 0)
+        return n
+    for ev in capture_events(venue, path):
+        if isinstance(ev, RestSnapshot):
+            if spec.parse_snapshot is not None:
+                try:
+                    snap = spec.parse_snapshot(ev.inst, ev.body, ev.recv_ns)
+                except ParseError:
+                    continue
+                n += len(snap.bids) + len(snap.asks)
+        else:
+            frame(ev.data, ts_to_ns(ev.ts))
+    return n
 
 
 def _runners(venue: str, channel: str, path: Path, warmup_lines: int
@@ -319,10 +354,14 @@ def main(args: argparse.Namespace) -> int:
         runs_ns.append(time.perf_counter_ns() - t0)
     per_msg = [ns / 1000 / max(n, 1) for ns in runs_ns]
     median = statistics.median(per_msg)
+    want_levels = bool(getattr(args, "levels", False))
+    levels = count_levels(venue, channel, path) if want_levels else 0
     out: dict[str, object] = {
         "us_per_msg": round(median, 4),
         "msgs_per_s": round(1e6 / median) if median > 0 else 0,
         "runs_us": [round(x, 4) for x in per_msg],
+        **({"levels": levels, "us_per_level": round(median * n / levels, 4) if levels else None}
+           if want_levels else {}),
         **res.summary(),
     }
     sys.stdout.write(orjson.dumps(out).decode() + "\n")

@@ -46,7 +46,7 @@ def ccxt_frames(path: Path, out: Path) -> Path:
 
 def replay(venue: str, path: Path, channel: str | None, runs: int) -> dict[str, object]:
     cmd = [sys.executable, "-m", "scanner.replay", str(path), "--venue", venue, "--runs", str(runs),
-           "--warmup-lines", "2000"]
+           "--warmup-lines", "2000", "--levels"]
     if channel:
         cmd += ["--channel", channel]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
@@ -61,7 +61,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--recorded", type=Path, default=ROOT.parent / "shared" / "recorded")
     args = ap.parse_args()
-    print(f"{'venue':<12} {'channel':<20} {'frames':>7} {'applied':>8} {'crc ok':>7} {'errors':>6} {'us/msg':>8}")
+    print(f"{'venue':<12} {'channel':<20} {'frames':>7} {'levels':>8} {'applied':>8} {'crc ok':>7} {'errors':>6} "
+          f"{'us/msg':>8} {'us/level':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for venue, rel, channel in RECORDINGS:
             path = args.recorded / rel
@@ -76,9 +77,10 @@ def main() -> None:
                 continue
             errors = r.get("errors")
             n_err = sum(errors.values()) if isinstance(errors, dict) else 0
-            print(f"{venue:<12} {r['channel']!s:<20} {r['frames']:>7} {r['applied']:>8} "
-                  f"{r['checksums_verified']:>7} {n_err:>6} {r['us_per_msg']:>8}", flush=True)
+            print(f"{venue:<12} {r['channel']!s:<20} {r['frames']:>7} {r['levels']:>8} {r['applied']:>8} "
+                  f"{r['checksums_verified']:>7} {n_err:>6} {r['us_per_msg']:>8} {r['us_per_level']:>8}", flush=True)
             print(json.dumps({"bench": "replay", "venue": venue, "us_per_msg": r["us_per_msg"], "frames": r["frames"],
+                              "levels": r["levels"], "us_per_level": r["us_per_level"],
                               "applied": r["applied"], "checksums_verified": r["checksums_verified"],
                               "errors": n_err}), flush=True)
 
