@@ -64,6 +64,7 @@ class SimVenue(Generic[S]):
         markets, self.raw_markets = load_markets(self.name, markets_dir)
         by_symbol = {m.symbol: m for m in markets}
         self.states: dict[str, S] = {}
+        self._slots_cache: dict[int, list[list[S]]] = {}
         self.by_inst: dict[str, S] = {}
         for sym in symbols:
             m = by_symbol.get(sym)
@@ -156,14 +157,27 @@ class SimVenue(Generic[S]):
         t.add_done_callback(self._tasks.discard)
 
     # ----- the market -----------------------------------------------------------------
-    def tick(self, now_ms: int, mono: float) -> None:
+    def tick(self, now_ms: int, mono: float, slot: int = 0, slots: int = 1) -> None:
+        """Move and push the books of ``slot`` (of ``slots`` per market tick; all books when 1)."""
         if mono < self.stall_until:
             return
         frozen, mid = self.walk.frozen, self.walk.venue_mid
-        for st in self.states.values():
+        for st in self.states.values() if slots == 1 else self._slot_states(slots)[slot]:
             if not frozen and not st.held:
                 st.book.step(mid(self.name, st.symbol))
             self.emit(st, now_ms, mono)
+
+    def _slot_states(self, slots: int) -> list[list[S]]:
+        """Books spread over ``slots`` phases of a tick: book i of this venue goes out in phase
+        (i + a per-venue offset) mod slots, so venues and symbols do not all push at once."""
+        cached = self._slots_cache.get(slots)
+        if cached is None:
+            offset = zlib.crc32(self.name.encode()) % slots
+            cached = [[] for _ in range(slots)]
+            for i, st in enumerate(self.states.values()):
+                cached[(i + offset) % slots].append(st)
+            self._slots_cache[slots] = cached
+        return cached
 
     def housekeeping(self, mono: float) -> None:
         for conn in list(self.clients):

@@ -138,8 +138,8 @@ class BinanceVenue(SimVenue[BinanceState]):
         return orjson.dumps({"lastUpdateId": st.u, "bids": rows(b.price, b.lot, b.bids.top(depth)),
                              "asks": rows(b.price, b.lot, b.asks.top(depth))})
 
-    def tick(self, now_ms: int, mono: float) -> None:
-        super().tick(now_ms, mono)
+    def tick(self, now_ms: int, mono: float, slot: int = 0, slots: int = 1) -> None:
+        super().tick(now_ms, mono, slot, slots)
         if mono < self.stall_until or mono < self._next_slow:
             return
         self._next_slow = mono + 1.0

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 
 from scanner.sim.server import VENUE_CLASSES, SimCluster
 
@@ -30,6 +31,14 @@ def _port(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected VENUE=PORT, got {text!r}") from None
 
 
+def _price(text: str) -> tuple[str, float]:
+    symbol, _, price = text.partition("=")
+    try:
+        return symbol.strip(), float(price)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SYMBOL=PRICE, got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--venues", type=_csv, default=["okx", "binance"],
                    help="comma list, or 'all' (default okx,binance)")
@@ -42,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tick-ms", type=int, default=100, help="market tick and update cadence")
     p.add_argument("--okx-checksum", action="store_true", help="real CRC32 checksums instead of 0")
+    p.add_argument("--stagger-ms", type=int, default=0,
+                   help="spread each tick's pushes over the tick in phases of this many ms (0: all books at once)")
+    p.add_argument("--markets-dir", type=Path, default=None,
+                   help="venue market files (<venue>.json) to serve instead of configs/markets")
+    p.add_argument("--price", type=_price, action="append", default=[], metavar="SYMBOL=PRICE",
+                   help="starting mid of a symbol without a built-in one (repeatable)")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C/SIGTERM")
 
 
@@ -54,7 +69,8 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     ports = {**DEFAULT_PORTS, **dict(args.port)}
     cluster = SimCluster(venues=args.venues, symbols=args.symbols, host=args.host, ports=ports, seed=args.seed,
-                         tick_ms=args.tick_ms, okx_checksum=args.okx_checksum)
+                         tick_ms=args.tick_ms, okx_checksum=args.okx_checksum, stagger_ms=args.stagger_ms,
+                         markets_dir=args.markets_dir, prices=dict(args.price) or None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -79,7 +79,10 @@ class SimCluster:
         walk_params: WalkParams | None = None,
         markets_dir: Path | None = None,
         prices: Mapping[str, float] | None = None,
+        stagger_ms: int = 0,
     ) -> None:
+        """``stagger_ms`` > 0 spreads each tick's pushes over the tick in phases of that length
+        (each book at its own phase, as live venues' streams are), instead of every book at once."""
         unknown = [v for v in venues if v not in VENUE_CLASSES]
         if unknown:
             raise ValueError(f"no simulator for {unknown}; have {sorted(VENUE_CLASSES)}")
@@ -89,6 +92,7 @@ class SimCluster:
         self.config = cfg
         self.symbols = list(symbols) if symbols else default_symbols(venues, markets_dir)
         self.tick_ms = tick_ms
+        self.stagger_ms = stagger_ms
         self.walk = MarketWalk(self.symbols, list(venues), seed, tick_ms or 100, walk_params, prices)
         self.venues: dict[str, SimVenue[Any]] = {
             v: VENUE_CLASSES[v](self.walk, self.symbols, host=host, port=(ports or {}).get(v, 0), seed=seed,
@@ -178,7 +182,10 @@ class SimCluster:
             now_ms, mono = int(time.time() * 1000), time.monotonic()
             for v in self.venues.values():
                 v.tick(now_ms, mono)
-            self.ticks += 1
+            self._ticked()
+
+    def _ticked(self) -> None:
+        self.ticks += 1
         if self._waiters:
             keep = []
             for target, fut in self._waiters:
@@ -197,17 +204,28 @@ class SimCluster:
 
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
-        period = self.tick_ms / 1000.0
-        due = loop.time()
+        slots = max(1, self.tick_ms // self.stagger_ms) if self.stagger_ms > 0 else 1
+        period = self.tick_ms / 1000.0 / slots
+        due, slot = loop.time(), 0
         while True:
             due += period
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -10 * period:  # far behind (debugger, overload): do not burst
+            elif delay < -10 * period * slots:  # far behind (debugger, overload): do not burst
                 due = loop.time()
             try:
-                self.step()
+                if slots == 1:
+                    self.step()
+                    continue
+                if slot == 0:
+                    self.walk.step()
+                now_ms, mono = int(time.time() * 1000), time.monotonic()
+                for v in self.venues.values():
+                    v.tick(now_ms, mono, slot, slots)
+                slot = (slot + 1) % slots
+                if slot == 0:
+                    self._ticked()
             except Exception:
                 log.exception("simulator tick failed")
 
