@@ -1,5 +1,7 @@
 """Runs the detector against Redis: seed from stored books, then follow the change channel.
 
+Each pass drains every book already received, keeps the newest per (symbol, venue) and evaluates
+those; opportunity events go to the sink from a separate task (the detector never waits on a write).
 Between messages it polls the detector (at most every 100 ms), so an opportunity whose book
 goes silent is closed and a persisted candidate opens even when no frame arrives.
 Survives Redis going away: it pauses, reconnects with backoff, re-reads every stored book
@@ -20,11 +22,13 @@ from scanner.aio import wait_stop
 from scanner.config import RedisSettings
 from scanner.detect.detector import SpreadDetector
 from scanner.feed.backoff import backoff
+from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
-from scanner.store.schema import KEY_PREFIX, decode_book
+from scanner.store.schema import KEY_PREFIX, BookView, decode_book
 
 log = logging.getLogger(__name__)
+DRAIN_MAX = 2000  # books taken from the channel per pass before evaluating them
 
 
 async def run_detector(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
@@ -40,27 +44,76 @@ async def run_detector(redis: Redis, settings: RedisSettings, detector: SpreadDe
             await wait_stop(stop, next(delays))
 
 
+class _Emitter:
+    """Hands opportunity events to the sink from one background task, so the detector never waits
+    for Redis to acknowledge a write before reading the next book. Events keep their order; all
+    events queued while a write is in flight go out together in the next one."""
+
+    def __init__(self, sink: OpportunitySink) -> None:
+        self.sink = sink
+        self.pending: list[Opportunity] = []
+        self.wake = asyncio.Event()
+
+    def put(self, opps: list[Opportunity]) -> None:
+        self.pending.extend(opps)
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.pending = self.pending, []
+            if batch:
+                try:
+                    await self.sink.emit(batch)  # counts and logs its own Redis errors
+                except Exception:  # anything else: log it, keep emitting later events
+                    log.exception("detector: emitting %d opportunity events failed", len(batch))
+
+    async def flush(self) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            await self.sink.emit(batch)
+
+
 async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
                   metrics: Metrics, stop: asyncio.Event) -> None:
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    emitter = _Emitter(sink)
+    emit_task = asyncio.create_task(emitter.run(), name="opportunity-emitter")
     try:
         await pubsub.subscribe(settings.channel)
-        await _seed(redis, detector, sink)
+        await _seed(redis, detector, emitter)
         log.info("detector: following channel %s with %d books", settings.channel, detector.book_count())
         while not stop.is_set():
             msg = await pubsub.get_message(timeout=0.1)
             if msg is not None:
-                await _handle(msg["data"], detector, sink, metrics)
+                # Drain what has already arrived, then evaluate only the newest book of each
+                # (symbol, venue): under load the detector catches up instead of queueing.
+                latest: dict[tuple[str, str], BookView] = {}
+                taken = 0
+                while msg is not None:
+                    view = _decode(msg["data"], metrics)
+                    if view is not None:
+                        latest.pop((view.symbol, view.venue), None)
+                        latest[view.symbol, view.venue] = view
+                    taken += 1
+                    msg = await pubsub.get_message(timeout=0.0) if taken < DRAIN_MAX else None
+                for view in latest.values():
+                    _evaluate(view, detector, emitter, metrics)
                 metrics.detector_books.set(detector.book_count())
             polled = detector.poll(time.time_ns())  # stale books close, persisted candidates open
             if polled:
-                await sink.emit(polled)
+                emitter.put(polled)
     finally:
+        emit_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await emit_task
+        await emitter.flush()
         with contextlib.suppress(RedisError, OSError):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-async def _seed(redis: Redis, detector: SpreadDetector, sink: OpportunitySink) -> None:
+async def _seed(redis: Redis, detector: SpreadDetector, emitter: _Emitter) -> None:
     keys = [k async for k in redis.scan_iter(match=f"{KEY_PREFIX}*", count=500)]
     if not keys:
         return
@@ -72,16 +125,19 @@ async def _seed(redis: Redis, detector: SpreadDetector, sink: OpportunitySink) -
                 continue
             opps = detector.update(view, time.time_ns())
             if opps:
-                await sink.emit(opps)
+                emitter.put(opps)
 
 
-async def _handle(payload: bytes, detector: SpreadDetector, sink: OpportunitySink, metrics: Metrics) -> None:
+def _decode(payload: bytes, metrics: Metrics) -> BookView | None:
     try:
-        view = decode_book(payload)
+        return decode_book(payload)
     except ValueError as exc:
         metrics.refusals.labels("bad_payload", "").inc()
         log.warning("detector: skipped a payload that is not a book: %s", exc)
-        return
+        return None
+
+
+def _evaluate(view: BookView, detector: SpreadDetector, emitter: _Emitter, metrics: Metrics) -> None:
     try:
         opps = detector.update(view, time.time_ns())
     except Exception:  # one bad update must not stop detection for every other symbol
@@ -89,4 +145,4 @@ async def _handle(payload: bytes, detector: SpreadDetector, sink: OpportunitySin
         log.exception("detector: evaluating %s %s failed; update skipped", view.venue, view.symbol)
         return
     if opps:
-        await sink.emit(opps)
+        emitter.put(opps)
