@@ -1,0 +1,173 @@
+"""Live load: 10 venues x 50 symbols of simulated traffic through one scanner pipeline.
+
+The simulators (``scanner simulate``, their own process) serve 50 synthetic coins on each of 10
+venues (:mod:`scanner.bench.synth_markets`), every book moving on the market walk at the normal
+100 ms cadence, with each book's push at its own phase of the tick (``--stagger-ms``), as live
+streams arrive. The pipeline ``scanner run`` builds (:class:`scanner.app.Pipeline`: collectors ->
+Redis -> detector -> stream) runs in this process against a private Redis, with the detector's
+normal thresholds, so the opportunities are the ones a user would see.
+
+Measured over ``--seconds`` after ``--warmup``:
+- frame -> opportunity in Redis: every open/update event carries its triggering frame's receive
+  time (ns, stamped by the connection as the frame arrives); the sink takes the time Redis
+  acknowledged the XADD. p50/p90/p99/max over all events.
+- CPU (% of one core, process time) and peak RSS of the pipeline process (target: <= 100 %, <= 300 MB),
+  and of the simulators for reference; book updates/s, frames/s, Redis book writes/s, evaluations/s.
+
+    python -m scanner.bench.live [--seconds 300] [--venues ...] [--symbols 50] [--all-pairs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from scanner.app import COLLECT, DETECT, Pipeline
+from scanner.bench.synth_markets import TEMPLATE_PRICE, write_markets
+from scanner.bench.venues import cpu_s, rss_mb
+from scanner.config import from_dict
+from scanner.redis_server import PrivateRedis
+
+VENUES10 = ("okx", "binance", "bybit", "coinbase", "kraken", "gate", "kucoin", "bitget", "htx", "mexc")
+URL_LINE = re.compile(r"^(\S+): ws=(\S+) rest=(\S+) symbols=(\d+)")
+
+
+def pct(xs: list[float], q: float) -> float:
+    if len(xs) < 2:
+        return xs[0] if xs else float("nan")
+    return statistics.quantiles(xs, n=1000)[int(q * 1000) - 1]
+
+
+def start_simulators(venues: list[str], symbols: list[str], markets: Path, tick_ms: int,
+                     stagger_ms: int) -> tuple[subprocess.Popen[str], dict[str, tuple[str, str]], int]:
+    cmd = [sys.executable, "-m", "scanner", "simulate", "--venues", ",".join(venues), "--symbols", ",".join(symbols),
+           "--tick-ms", str(tick_ms), "--stagger-ms", str(stagger_ms), "--markets-dir", str(markets),
+           *[a for v in venues for a in ("--port", f"{v}=0")],
+           *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]]
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    urls: dict[str, tuple[str, str]] = {}
+    served = 0
+    assert sim.stdout is not None
+    while len(urls) < len(venues):
+        line = sim.stdout.readline()
+        if not line:
+            raise RuntimeError("the simulator exited before printing its URLs")
+        m = URL_LINE.match(line)
+        if m:
+            urls[m[1]] = (m[2], m[3])
+            served += int(m[4])
+    return sim, urls, served
+
+
+async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], symbols: list[str], markets: Path,
+                  redis_url: str, sim_pid: int) -> dict[str, float]:
+    detector: dict[str, object] = {"max_book_age_ms": 5000}
+    if args.all_pairs:  # every evaluated pair qualifies: a latency sample on every book update (stress, not realistic)
+        detector.update(min_net_bps=-10000, min_profit_quote=-1e12, emit_interval_ms=0)
+    settings = from_dict({
+        "symbols": symbols,
+        "venues": {v: {"ws_url": ws, "rest_url": rest} for v, (ws, rest) in urls.items()},
+        "redis": {"url": redis_url},
+        "detector": detector,
+        "metrics": {"port": 0},
+        "markets": {"refresh": True, "cache_dir": str(markets)},
+        "log_level": "WARNING",
+    }, {})
+    pipeline = Pipeline(settings, {COLLECT, DETECT})
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    await asyncio.sleep(args.warmup)  # bench pacing: connect, snapshots, steady state (not a test)
+    if task.done():
+        await task
+    sink, store, m = pipeline.sink, pipeline.store, pipeline.metrics
+    sink.latencies_ns.clear()
+    emitted0, writes0 = sink.emitted, store.writes
+    updates0, frames0, evals0 = _sum(m, "scanner_book_updates"), _sum(m, "scanner_messages"), _sum(
+        m, "scanner_evaluations")
+    cpu0, sim_cpu0, t0 = time.process_time(), cpu_s(sim_pid), time.monotonic()
+    rss_peak = sim_rss = 0.0
+    while time.monotonic() - t0 < args.seconds:
+        await asyncio.sleep(1.0)
+        rss_peak = max(rss_peak, rss_mb_self())
+        sim_rss = max(sim_rss, rss_mb(sim_pid))
+    el = time.monotonic() - t0
+    lat = [x / 1e6 for x in sink.latencies_ns]
+    out = {
+        "venues": len(urls), "symbols": len(symbols), "seconds": round(el, 1),
+        "books": sum(1 for _ in m.book_rows()),
+        "events": sink.emitted - emitted0, "samples": len(lat),
+        "p50_ms": pct(lat, 0.5), "p90_ms": pct(lat, 0.9), "p99_ms": pct(lat, 0.99), "max_ms": max(lat, default=0.0),
+        "cpu_pct": 100 * (time.process_time() - cpu0) / el, "rss_mb": rss_peak,
+        "sim_cpu_pct": 100 * (cpu_s(sim_pid) - sim_cpu0) / el, "sim_rss_mb": sim_rss,
+        "book_updates_per_s": (_sum(m, "scanner_book_updates") - updates0) / el,
+        "frames_per_s": (_sum(m, "scanner_messages") - frames0) / el,
+        "book_writes_per_s": (store.writes - writes0) / el,
+        "evaluations_per_s": (_sum(m, "scanner_evaluations") - evals0) / el,
+    }
+    stop.set()
+    await task
+    return out
+
+
+def rss_mb_self() -> float:
+    import os
+
+    return rss_mb(os.getpid())
+
+
+def _sum(metrics: object, family: str) -> float:
+    """Sum of a counter family's ``_total`` samples in the pipeline's own registry."""
+    registry = metrics.registry  # type: ignore[attr-defined]
+    total = 0.0
+    for fam in registry.collect():
+        if fam.name == family:
+            total += sum(s.value for s in fam.samples if s.name.endswith("_total"))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=300.0)
+    ap.add_argument("--warmup", type=float, default=12.0)
+    ap.add_argument("--venues", default=",".join(VENUES10))
+    ap.add_argument("--symbols", type=int, default=50)
+    ap.add_argument("--tick-ms", type=int, default=100)
+    ap.add_argument("--stagger-ms", type=int, default=2, help="0: every book pushes at the same instant each tick")
+    ap.add_argument("--all-pairs", action="store_true", help="every evaluated pair qualifies (latency stress)")
+    args = ap.parse_args(argv)
+    venues = args.venues.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        markets = Path(tmp) / "markets"
+        symbols = write_markets(venues, args.symbols, markets)
+        sim, urls, served = start_simulators(venues, symbols, markets, args.tick_ms, args.stagger_ms)
+        try:
+            with PrivateRedis() as redis:
+                import uvloop
+
+                res = uvloop.run(measure(args, urls, symbols, markets, redis.url, sim.pid))
+        finally:
+            sim.terminate()
+            sim.wait(15)
+    res["books_served"] = served
+    print(f"live: {res['venues']} venues x {res['symbols']} symbols ({served} books served, {res['books']} held) "
+          f"@ {args.tick_ms} ms, {res['seconds']:.0f} s")
+    print(f"  frame -> opportunity in Redis: p50 {res['p50_ms']:.3f} ms  p90 {res['p90_ms']:.3f} ms  "
+          f"p99 {res['p99_ms']:.3f} ms  max {res['max_ms']:.2f} ms  ({res['samples']:.0f} events)")
+    print(f"  pipeline: cpu {res['cpu_pct']:.1f}% of a core, peak rss {res['rss_mb']:.0f} MB; "
+          f"{res['book_updates_per_s']:.0f} book updates/s, {res['frames_per_s']:.0f} frames/s, "
+          f"{res['book_writes_per_s']:.0f} Redis book writes/s, {res['evaluations_per_s']:.0f} evaluations/s")
+    print(f"  simulators: cpu {res['sim_cpu_pct']:.1f}%, rss {res['sim_rss_mb']:.0f} MB")
+    print(json.dumps({"bench": "live", **{k: round(v, 4) for k, v in res.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
