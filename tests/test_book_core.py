@@ -139,3 +139,29 @@ def test_long_and_non_ascii_strings_take_the_general_paths() -> None:
         [long_px], ["é"], [], [], 25)
     with pytest.raises(TypeError):
         _core.interleaved_crc32([1.5], ["1"], [], [], 25)
+
+
+@needs_c
+@pytest.mark.parametrize("clmul", [True, False])
+def test_crc32_matches_zlib_on_both_paths(clmul: bool) -> None:
+    """The carry-less-multiply fold (x86-64 with PCLMULQDQ) and the table fallback both give zlib.crc32."""
+    assert _core is not None
+    active = _core.set_clmul(clmul)
+    try:
+        if clmul and not active:
+            pytest.skip("this CPU has no PCLMULQDQ")
+        rng = random.Random(5)
+        for n in [*range(0, 200), *(rng.randint(200, 5000) for _ in range(300))]:
+            data = rng.randbytes(n)
+            assert _core.crc32(data) == zlib.crc32(data), n
+    finally:
+        _core.set_clmul(True)
+
+
+@needs_c
+@pytest.mark.parametrize("n", range(0, 40))
+def test_every_string_length_copies_exactly(n: int) -> None:
+    """The short-string copies (overlapping words) for every length around their boundaries."""
+    assert _core is not None
+    px, sz = "7" * n if n else "", "0." + "1" * n
+    assert _core.interleaved_crc32([px], [sz], [sz], [px], 25) == pycore.interleaved_crc32([px], [sz], [sz], [px], 25)

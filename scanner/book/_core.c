@@ -37,10 +37,10 @@ crc_init(void)
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
 }
 
+/* Table-driven update of a raw (pre-inverted) CRC state. */
 static uint32_t
-crc32_ieee(const unsigned char *p, size_t n)
+crc_table_update(uint32_t c, const unsigned char *p, size_t n)
 {
-    uint32_t c = 0xFFFFFFFFU;
     while (n >= 8) {
         uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
         uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
@@ -52,7 +52,108 @@ crc32_ieee(const unsigned char *p, size_t n)
     }
     while (n--)
         c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFU;
+    return c;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_CLMUL_PATH 1
+static int use_clmul = 0;
+
+/* Carry-less multiplication folding (Gopal et al., "Fast CRC Computation for Generic Polynomials
+ * Using PCLMULQDQ"), for the bit-reflected IEEE polynomial. Folds n bytes (n >= 64, n % 16 == 0)
+ * into the raw CRC state. Constants: x^(4*128+-32), x^(128+-32), x^64 mod P, and Barrett's P', mu. */
+__attribute__((target("pclmul,sse2"))) static uint32_t
+crc_clmul_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    const __m128i k1k2 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL);
+    const __m128i k5 = _mm_set_epi64x(0, 0x163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x1f7011641LL, 0x1db710641LL);
+    const __m128i mask32 = _mm_set_epi32(0, 0, 0, -1);
+    __m128i x1 = _mm_loadu_si128((const __m128i *)p), x2 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 32)), x4 = _mm_loadu_si128((const __m128i *)(p + 48));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)crc));
+    p += 64;
+    n -= 64;
+    while (n >= 64) {
+        __m128i y1 = _mm_clmulepi64_si128(x1, k1k2, 0x11), y2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+        __m128i y3 = _mm_clmulepi64_si128(x3, k1k2, 0x11), y4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k1k2, 0x00), y1),
+                           _mm_loadu_si128((const __m128i *)p));
+        x2 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x2, k1k2, 0x00), y2),
+                           _mm_loadu_si128((const __m128i *)(p + 16)));
+        x3 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x3, k1k2, 0x00), y3),
+                           _mm_loadu_si128((const __m128i *)(p + 32)));
+        x4 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x4, k1k2, 0x00), y4),
+                           _mm_loadu_si128((const __m128i *)(p + 48)));
+        p += 64;
+        n -= 64;
+    }
+    /* four lanes into one */
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x00), _mm_clmulepi64_si128(x1, k3k4, 0x11)), x2);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x00), _mm_clmulepi64_si128(x1, k3k4, 0x11)), x3);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x00), _mm_clmulepi64_si128(x1, k3k4, 0x11)), x4);
+    while (n >= 16) {
+        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x00), _mm_clmulepi64_si128(x1, k3k4, 0x11)),
+                           _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        n -= 16;
+    }
+    /* 128 -> 64 bits */
+    x1 = _mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x10), _mm_srli_si128(x1, 8));
+    /* 64 -> 32 bits */
+    x1 = _mm_xor_si128(_mm_clmulepi64_si128(_mm_and_si128(x1, mask32), k5, 0x00), _mm_srli_si128(x1, 4));
+    /* Barrett reduction */
+    __m128i t = _mm_clmulepi64_si128(_mm_and_si128(x1, mask32), poly, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, mask32), poly, 0x00);
+    x1 = _mm_xor_si128(x1, t);
+    return (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(x1, 4));
+}
+#endif
+
+/* zlib.crc32(p[:n]) */
+static uint32_t
+crc32_ieee(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFU;
+#ifdef HAVE_CLMUL_PATH
+    if (use_clmul && n >= 64) {
+        size_t m = n & ~(size_t)15;
+        c = crc_clmul_update(c, p, m);
+        p += m;
+        n -= m;
+    }
+#endif
+    return crc_table_update(c, p, n) ^ 0xFFFFFFFFU;
+}
+
+/* crc32(data) -> int, unsigned like zlib.crc32; exposed so the tests can check both paths. */
+static PyObject *
+crc32_bytes(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uint32_t v = crc32_ieee((const unsigned char *)view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(v);
+}
+
+/* set_clmul(flag) -> bool: turn the carry-less multiply path on/off (if the CPU has it); returns its state. */
+static PyObject *
+set_clmul(PyObject *self, PyObject *arg)
+{
+    int want = PyObject_IsTrue(arg);
+    if (want < 0)
+        return NULL;
+#ifdef HAVE_CLMUL_PATH
+    __builtin_cpu_init();
+    use_clmul = want && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+    return PyBool_FromLong(use_clmul);
+#else
+    return PyBool_FromLong(0);
+#endif
 }
 
 static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
@@ -173,6 +274,18 @@ lower_bound(PyObject *keys, double k)
     return lo;
 }
 
+/* del lst[i] without the generic slice machinery (0 <= i < len). */
+static inline void
+list_del(PyObject *lst, Py_ssize_t i)
+{
+    PyListObject *l = (PyListObject *)lst;
+    Py_ssize_t n = Py_SIZE(l);
+    PyObject *gone = l->ob_item[i];
+    memmove(&l->ob_item[i], &l->ob_item[i + 1], (size_t)(n - i - 1) * sizeof(PyObject *));
+    Py_SET_SIZE(l, n - 1);
+    Py_DECREF(gone);
+}
+
 static PyObject *
 apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -214,9 +327,15 @@ apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         int rc = 0, changed = 1;
         if (i < n && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, i)) == k) {
             if (q == 0.0) {
-                rc = PyList_SetSlice(keys, i, i + 1, NULL);
-                rc = rc ? rc : PyList_SetSlice(pxs, i, i + 1, NULL);
-                rc = rc ? rc : PyList_SetSlice(szs, i, i + 1, NULL);
+                if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) {
+                    PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
+                    rc = -1;
+                }
+                else {
+                    list_del(keys, i);
+                    list_del(pxs, i);
+                    list_del(szs, i);
+                }
             }
             else {
                 Py_INCREF(px);
@@ -369,7 +488,7 @@ grow(char **buf, Py_ssize_t len, Py_ssize_t *cap, Py_ssize_t need, char *stack)
 
 /* Append ':' (unless first) and s's UTF-8 to buf; -1 with an exception if s is not a str. */
 static inline __attribute__((always_inline)) int
-put_text(PyObject *s, char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stack)
+put_text(PyObject *s, char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stack, int sep)
 {
     Py_ssize_t n;
     const char *u;
@@ -388,9 +507,24 @@ put_text(PyObject *s, char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stack)
     if (*len + n + 1 > *cap && grow(buf, *len, cap, *len + n + 1, stack) < 0)
         return -1;
     char *d = *buf + *len;
-    if (*len > 0)
+    if (sep)
         *d++ = ':';
-    if (n <= 24) /* prices and sizes are short: a plain loop beats a libc call */
+    /* prices and sizes are short: two overlapping word copies (inside [0, n) of the source) beat a libc call */
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, u, 8);
+        memcpy(&b, u + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    }
+    else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, u, 4);
+        memcpy(&b, u + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    }
+    else if (n < 4)
         for (Py_ssize_t i = 0; i < n; i++)
             d[i] = u[i];
     else
@@ -427,11 +561,11 @@ interleaved_crc32(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t len = 0, cap = sizeof(stack);
     Py_ssize_t m = nb > na ? nb : na;
     for (Py_ssize_t i = 0; i < m; i++) {
-        if (i < nb && (put_text(PyList_GET_ITEM(bpx, i), &buf, &len, &cap, stack) < 0 ||
-                       put_text(PyList_GET_ITEM(bsz, i), &buf, &len, &cap, stack) < 0))
+        if (i < nb && (put_text(PyList_GET_ITEM(bpx, i), &buf, &len, &cap, stack, i > 0) < 0 ||
+                       put_text(PyList_GET_ITEM(bsz, i), &buf, &len, &cap, stack, 1) < 0))
             goto fail;
-        if (i < na && (put_text(PyList_GET_ITEM(apx, i), &buf, &len, &cap, stack) < 0 ||
-                       put_text(PyList_GET_ITEM(asz, i), &buf, &len, &cap, stack) < 0))
+        if (i < na && (put_text(PyList_GET_ITEM(apx, i), &buf, &len, &cap, stack, i > 0 || i < nb) < 0 ||
+                       put_text(PyList_GET_ITEM(asz, i), &buf, &len, &cap, stack, 1) < 0))
             goto fail;
     }
     uint32_t v = crc32_ieee((const unsigned char *)buf, (size_t)len);
@@ -451,6 +585,8 @@ static PyMethodDef methods[] = {
      "load_rows(rows, neg) -> (keys, pxs, szs): a side from rows in any order"},
     {"interleaved_crc32", (PyCFunction)(void (*)(void))interleaved_crc32, METH_FASTCALL,
      "interleaved_crc32(bpx, bsz, apx, asz, depth) -> int: signed CRC32 of bidPx:bidSz:askPx:askSz:..."},
+    {"crc32", crc32_bytes, METH_O, "crc32(data) -> int: zlib.crc32(data), computed here"},
+    {"set_clmul", set_clmul, METH_O, "set_clmul(flag) -> bool: use carry-less multiplication if the CPU has it"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -462,5 +598,9 @@ PyMODINIT_FUNC
 PyInit__core(void)
 {
     crc_init();
+#ifdef HAVE_CLMUL_PATH
+    __builtin_cpu_init();
+    use_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+#endif
     return PyModule_Create(&module);
 }
