@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -92,6 +93,11 @@ class VenueCollector:
         self._m_frames = metrics.messages.labels(self.venue)
         self._m_applied = metrics.book_updates.labels(self.venue)
         self._m_latency = metrics.feed_latency.labels(self.venue)
+        # Feed latency is bucketed here and flushed with the counters: Histogram.observe per frame takes
+        # two locks and walks the buckets in Python (~5% of the receive path at 30k updates/s).
+        self._lat_bounds: list[float] = list(self._m_latency._upper_bounds)
+        self._lat_counts = [0] * len(self._lat_bounds)
+        self._lat_sum = 0.0
         metrics.add_book_source(self.book_rows)
 
     # -- running -----------------------------------------------------------------------------------
@@ -120,6 +126,16 @@ class VenueCollector:
         if self._applied:
             self._m_applied.inc(self._applied)
             self._applied = 0
+        counts = self._lat_counts
+        if any(counts):
+            # the same buckets and sum Histogram.observe would have produced, one locked add each
+            buckets = self._m_latency._buckets
+            for i, n in enumerate(counts):
+                if n:
+                    buckets[i].inc(n)
+                    counts[i] = 0
+            self._m_latency._sum.inc(self._lat_sum)
+            self._lat_sum = 0.0
 
     def book_rows(self) -> Iterator[BookAgeRow]:
         for inst, sb in self.books.items():
@@ -194,7 +210,11 @@ class VenueCollector:
         if changed:
             self._applied += 1
             if msg.exch_ms:
-                self._m_latency.observe(max(0.0, msg.recv_ns / 1e9 - msg.exch_ms / 1e3))
+                lat = msg.recv_ns / 1e9 - msg.exch_ms / 1e3
+                if lat < 0.0:
+                    lat = 0.0
+                self._lat_counts[bisect_left(self._lat_bounds, lat)] += 1  # first bound >= lat, as observe()
+                self._lat_sum += lat
             self.sink.mark(self.venue, self.symbols[inst], sb.book)
         elif not sb.valid and self.fetcher is not None and 0 < self.spec.rest_seed_after <= sb.buffered:
             self.fetcher.request(inst)
