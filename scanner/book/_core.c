@@ -286,6 +286,19 @@ list_del(PyObject *lst, Py_ssize_t i)
     Py_DECREF(gone);
 }
 
+/* lst.insert(i, obj) with one memmove (CPython's own insert shifts item by item); 0 <= i <= len. */
+static inline int
+list_ins(PyObject *lst, Py_ssize_t i, PyObject *obj)
+{
+    if (PyList_Append(lst, obj) < 0) /* grows the list (amortised) and takes a reference to obj */
+        return -1;
+    PyListObject *l = (PyListObject *)lst;
+    Py_ssize_t n = Py_SIZE(l);
+    memmove(&l->ob_item[i + 1], &l->ob_item[i], (size_t)(n - 1 - i) * sizeof(PyObject *));
+    l->ob_item[i] = obj; /* the reference the append made moves here from the last slot */
+    return 0;
+}
+
 static PyObject *
 apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -345,11 +358,17 @@ apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         else if (q != 0.0) {
-            PyObject *kf = PyFloat_FromDouble(k);
-            rc = kf ? PyList_Insert(keys, i, kf) : -1;
-            Py_XDECREF(kf);
-            rc = rc ? rc : PyList_Insert(pxs, i, px);
-            rc = rc ? rc : PyList_Insert(szs, i, sz);
+            if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) {
+                PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
+                rc = -1;
+            }
+            else {
+                PyObject *kf = PyFloat_FromDouble(k);
+                rc = kf ? list_ins(keys, i, kf) : -1;
+                Py_XDECREF(kf);
+                rc = rc ? rc : list_ins(pxs, i, px);
+                rc = rc ? rc : list_ins(szs, i, sz);
+            }
         }
         else
             changed = 0; /* deleting a level we do not hold changes nothing */
