@@ -44,20 +44,26 @@ class SpreadDetector:
         self.tracker = OpportunityTracker(settings.min_duration_ms, settings.emit_interval_ms, self._too_short)
         self._min_net_bps = float(settings.min_net_bps)
         self._max_age_ns = settings.max_book_age_ms * 1_000_000
+        # an ask side whose float notional bound is below this cannot reach max_notional_quote (1% margin:
+        # far above float and Decimal rounding), so the cap is not checked at every step of its walk
+        self._cap_free_below = float(settings.max_notional_quote) / 1.01
         self._last_poll_ns = 0
         self._groups = {q: g for g in settings.quote_groups for q in g}  # quote -> its group
+        # the per-evaluation metric families' dicts, written directly (scanner/sinks/metrics.py, ScrapeFamily)
+        self._evals, self._refusals = metrics.evaluations.values, metrics.refusals.values
+        self._gross, self._net = metrics.spread_gross.values, metrics.spread_net.values
 
     def update(self, view: BookView, now_ns: int) -> list[Opportunity]:
         """Take a new book and return the lifecycle events to emit now."""
         canonical = self.transfers.canonical(view)  # venue aliases applied; None: denied on that venue
         if canonical is None:
-            self.metrics.refusals.labels("suspect_identity", view.venue).inc()
+            self._refuse("suspect_identity", view.venue)
             return []
         view = canonical
         venues = self.books.setdefault(view.symbol, {})
         venues[view.venue] = view
         if view.venue not in self.fees:
-            self.metrics.refusals.labels("unknown_venue", view.venue).inc()
+            self._refuse("unknown_venue", view.venue)
             return []
         out: list[Opportunity] = []
         if not self._usable(view, now_ns):
@@ -107,42 +113,52 @@ class SpreadDetector:
             if closed is not None:
                 out.append(closed)
 
+    def _refuse(self, reason: str, venue: str) -> None:
+        """``scanner_refusals_total{reason, venue}`` + 1."""
+        r, k = self._refusals, (reason, venue)
+        r[k] = r.get(k, 0.0) + 1.0
+
     def _too_short(self, key: Key) -> None:
-        self.metrics.refusals.labels("too_short", key[1]).inc()
+        self._refuse("too_short", key[1])
 
     def _usable(self, v: BookView, now_ns: int) -> bool:
         reason = unusable_reason(v, now_ns, self._max_age_ns)
         if reason is None:
             return True
-        self.metrics.refusals.labels(reason, v.venue).inc()
+        self._refuse(reason, v.venue)
         return False
 
     def _evaluate(self, buy: BookView, sell: BookView, now_ns: int, trigger_ns: int) -> Opportunity | None:
-        m, s = self.metrics, self.settings
+        s = self.settings
         key = (buy.symbol, buy.venue, sell.venue)
-        m.evaluations.inc()
-        pf = self.fee_model.pair(buy.symbol, buy.venue, sell.venue)
+        self._evals[()] += 1.0
+        pf = self.fee_model.pair(*key)
         gross, net = top_spread_bps(buy.best_ask, sell.best_bid, pf.buy_f, pf.sell_f, pf.buy_fee_in_base)
-        m.spread_gross.labels(*key).set(gross)
-        m.spread_net.labels(*key).set(net)
+        self._gross[key] = gross
+        self._net[key] = net
         # float pre-screen with a little slack; the Decimal walk decides
         if net < self._min_net_bps - 0.01:
             if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
-                m.refusals.labels("below_fees", buy.venue).inc()
+                self._refuse("below_fees", buy.venue)
             return self._close(key, now_ns, trigger_ns)
-        fill = walk(buy.asks, sell.bids, pf.buy, pf.sell, s.min_net_bps, s.max_notional_quote, pf.buy_fee_in_base)
+        fill = walk(buy.asks, sell.bids, pf.buy, pf.sell, s.min_net_bps, self._cap(buy), pf.buy_fee_in_base,
+                    buy.dec_asks, sell.dec_bids)
         if fill is None:
-            m.refusals.labels("insufficient_depth", buy.venue).inc()
+            self._refuse("insufficient_depth", buy.venue)
             return self._close(key, now_ns, trigger_ns)
         check = self.transfers.check(key, fill)  # identity cap, route status, withdrawal fee if included
         if check.refusal is not None:
-            m.refusals.labels(check.refusal, buy.venue).inc()
+            self._refuse(check.refusal, buy.venue)
             return self._close(key, now_ns, trigger_ns)
         if check.profit < s.min_profit_quote:
-            m.refusals.labels("below_min_profit", buy.venue).inc()
+            self._refuse("below_min_profit", buy.venue)
             return self._close(key, now_ns, trigger_ns)
-        opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), self.transfers.include_fee)
-        return self.tracker.qualify(opp, check.net_bps, fill.size, check.profit, now_ns)
+        include = self.transfers.include_fee
+
+        def make() -> Opportunity:  # the figures are formatted only when an event carries them
+            return check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), include)
+
+        return self.tracker.qualify_lazy(key, make, check.net_bps, fill.size, check.profit, now_ns)
 
     def _cross(self, view: BookView, now_ns: int, out: list[Opportunity]) -> None:
         """Cross-quote pairs involving ``view``; a stable-pair book re-checks the pairs selling on its venue."""
@@ -179,13 +195,13 @@ class SpreadDetector:
 
     def _evaluate_cross(self, buy: BookView, sell: BookView, now_ns: int, trigger_ns: int) -> Opportunity | None:
         """BASE/QA bought on ``buy``, BASE/QB sold on ``sell``, proceeds converted to QA on ``sell``."""
-        m, s, fm = self.metrics, self.settings, self.fee_model
+        s, fm = self.settings, self.fee_model
         qa, qb = buy.symbol.partition("/")[2], sell.symbol.partition("/")[2]
         key = (f"{buy.symbol}>{sell.symbol}", buy.venue, sell.venue)
-        m.evaluations.inc()
+        self._evals[()] += 1.0
         cb = self._conversion_book(sell.venue, qb, qa, now_ns)
         if cb is None:
-            m.refusals.labels("no_conversion_book", sell.venue).inc()
+            self._refuse("no_conversion_book", sell.venue)
             return self._close(key, now_ns, trigger_ns)
         cfee = fm.taker(sell.venue, cb.symbol)
         rate = crossquote.top_rate(cb.symbol, qb, cb.bids, cb.asks, cfee)
@@ -194,34 +210,44 @@ class SpreadDetector:
         bfee, sfee = fm.taker(buy.venue, buy.symbol), fm.taker(sell.venue, sell.symbol)
         in_base = fm.buy_fee_in_base(buy.venue)
         scaled = [(str(Decimal(p) * rate), q) for p, q in sell.bids]  # the bids in QA, conversion fee included
-        fill = walk(buy.asks, scaled, bfee, sfee, s.min_net_bps, s.max_notional_quote, in_base)
+        fill = walk(buy.asks, scaled, bfee, sfee, s.min_net_bps, self._cap(buy), in_base, buy.dec_asks)
         if fill is None:
             if Decimal(scaled[0][0]) > Decimal(buy.asks[0][0]):
-                m.refusals.labels("below_fees", buy.venue).inc()
+                self._refuse("below_fees", buy.venue)
             return self._close(key, now_ns, trigger_ns)
         raw = crossquote.sell_proceeds(sell.bids, fill.net_size)  # QB, before the sell fee
         conv = crossquote.convert(raw * (1 - sfee), cb.symbol, qb, cb.bids, cb.asks, cfee)
         if conv is None:
-            m.refusals.labels("insufficient_depth", sell.venue).inc()
+            self._refuse("insufficient_depth", sell.venue)
             return self._close(key, now_ns, trigger_ns)
         # in QA: proceeds at the conversion's average price (gross), net after the sell and conversion fees
         fill = dataclasses.replace(fill, proceeds=raw * conv.gross_out / conv.amount_in, net_proceeds=conv.amount_out)
         if fill.net_bps < s.min_net_bps:
-            m.refusals.labels("below_fees", buy.venue).inc()
+            self._refuse("below_fees", buy.venue)
             return self._close(key, now_ns, trigger_ns)
         check = self.transfers.check((buy.symbol, buy.venue, sell.venue), fill)
         if check.refusal is not None:
-            m.refusals.labels(check.refusal, buy.venue).inc()
+            self._refuse(check.refusal, buy.venue)
             return self._close(key, now_ns, trigger_ns)
         if check.profit < s.min_profit_quote:
-            m.refusals.labels("below_min_profit", buy.venue).inc()
+            self._refuse("below_min_profit", buy.venue)
             return self._close(key, now_ns, trigger_ns)
-        opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), self.transfers.include_fee)
-        opp = dataclasses.replace(
-            opp, buy_symbol=buy.symbol, sell_symbol=sell.symbol, conversion_symbol=cb.symbol,
-            conversion_side=conv.side, conversion_in=fmt(conv.amount_in, 12), conversion_out=fmt(conv.amount_out, 12),
-            conversion_vwap=fmt(conv.vwap, 12), conversion_fee=str(cfee), conversion_levels=conv.levels)
-        return self.tracker.qualify(opp, check.net_bps, fill.size, check.profit, now_ns)
+        include = self.transfers.include_fee
+
+        def make() -> Opportunity:
+            opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), include)
+            return dataclasses.replace(
+                opp, buy_symbol=buy.symbol, sell_symbol=sell.symbol, conversion_symbol=cb.symbol,
+                conversion_side=conv.side, conversion_in=fmt(conv.amount_in, 12),
+                conversion_out=fmt(conv.amount_out, 12), conversion_vwap=fmt(conv.vwap, 12), conversion_fee=str(cfee),
+                conversion_levels=conv.levels)
+
+        return self.tracker.qualify_lazy(key, make, check.net_bps, fill.size, check.profit, now_ns)
+
+    def _cap(self, buy: BookView) -> Decimal | None:
+        """``max_notional_quote`` for a walk of ``buy``'s asks, or None when it cannot bind: the whole
+        side costs less than it with a wide margin (so the walk skips a Decimal division per step)."""
+        return None if buy.asks_notional_bound() < self._cap_free_below else self.settings.max_notional_quote
 
     def _close(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         return self.tracker.drop(key, now_ns, trigger_ns) if len(self.tracker) else None

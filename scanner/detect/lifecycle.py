@@ -38,12 +38,24 @@ def opportunity_id(symbol: str, buy_venue: str, sell_venue: str) -> str:
 @dataclass(slots=True)
 class _Live:
     first_ns: int  # when it first qualified
-    last: Opportunity  # figures of the latest qualifying evaluation
+    make: Callable[[], Opportunity]  # builds the figures of the latest qualifying evaluation
     peak_net_bps: Decimal
     peak_size: Decimal
     peak_profit: Decimal
     opened: bool = False
     last_emit_ns: int = 0
+    built: Opportunity | None = None  # make() once called, until the next evaluation
+
+    @property
+    def last(self) -> Opportunity:
+        """The figures of the latest qualifying evaluation, built on first use (most evaluations of a
+        live pair emit nothing, so formatting them would be wasted)."""
+        if self.built is None:
+            self.built = self.make()
+        return self.built
+
+    def set_last(self, opp: Opportunity) -> None:
+        self.built = opp
 
 
 class OpportunityTracker:
@@ -67,21 +79,31 @@ class OpportunityTracker:
     def qualify(self, opp: Opportunity, net_bps: Decimal, size: Decimal, profit: Decimal,
                 now_ns: int) -> Opportunity | None:
         """The pair qualifies now with these figures; returns the event to emit, if any."""
-        key = (opp.pair_symbol, opp.buy_venue, opp.sell_venue)
+        return self.qualify_lazy((opp.pair_symbol, opp.buy_venue, opp.sell_venue), lambda: opp, net_bps, size,
+                                 profit, now_ns)
+
+    def qualify_lazy(self, key: Key, make: Callable[[], Opportunity], net_bps: Decimal, size: Decimal,
+                     profit: Decimal, now_ns: int) -> Opportunity | None:
+        """:meth:`qualify` with the figures built by ``make()`` only if an event needs them (``make`` must
+        capture everything it uses: it may run at a later ``drop`` or ``poll``). ``key`` is the
+        opportunity's ``(pair_symbol, buy_venue, sell_venue)``."""
         live = self._live.get(key)
         if live is None:
-            live = self._live[key] = _Live(now_ns, opp, net_bps, size, profit)
+            live = self._live[key] = _Live(now_ns, make, net_bps, size, profit)
         else:
-            live.last = opp
-            live.peak_net_bps = max(live.peak_net_bps, net_bps)
-            live.peak_size = max(live.peak_size, size)
-            live.peak_profit = max(live.peak_profit, profit)
+            live.make, live.built = make, None
+            if net_bps > live.peak_net_bps:  # max(), without the call
+                live.peak_net_bps = net_bps
+            if size > live.peak_size:
+                live.peak_size = size
+            if profit > live.peak_profit:
+                live.peak_profit = profit
         if not live.opened:
             return self._open(live, now_ns) if now_ns - live.first_ns >= self._min_ns else None
         if now_ns - live.last_emit_ns < self._interval_ns:
             return None
         live.last_emit_ns = now_ns
-        return self._event(live, opp, "update", now_ns)
+        return self._event(live, live.last, "update", now_ns)
 
     def drop(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         """The pair no longer qualifies (or a book is unusable): the close event if it was open."""
@@ -100,7 +122,7 @@ class OpportunityTracker:
         out: list[Opportunity] = []
         for live in self._live.values():
             if not live.opened and now_ns - live.first_ns >= self._min_ns:
-                live.last = replace(live.last, recv_ns=now_ns)
+                live.set_last(replace(live.last, recv_ns=now_ns))
                 out.append(self._open(live, now_ns))
         return out
 

@@ -66,15 +66,24 @@ class Fill:
         return self.net_proceeds - self.net_cost
 
 
+DecLevels = list[tuple[Decimal, Decimal]]  # levels parsed to Decimal, best first (a prefix of a side)
+
+
 def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
-         max_notional: Decimal | None = None, buy_fee_in_base: bool = False) -> Fill | None:
+         max_notional: Decimal | None = None, buy_fee_in_base: bool = False, ask_cache: DecLevels | None = None,
+         bid_cache: DecLevels | None = None) -> Fill | None:
     """Largest fill buying ``asks`` (best first) and selling into ``bids`` (best first) whose
     marginal net edge stays >= ``min_net_bps``; None if not even the first unit qualifies.
     ``max_notional`` caps the quote spent before fees. ``buy_fee_in_base``: the buy fee is taken
-    from the coins received (see the module docstring); bid quantities then bound the net size."""
+    from the coins received (see the module docstring); bid quantities then bound the net size.
+    ``ask_cache``/``bid_cache``: the levels already parsed to Decimal (a prefix, e.g. ``BookView.dec_asks``),
+    extended here as far as the walk reads, so a book walked again is not parsed again (Decimal of
+    the exact string: the same figures either way)."""
     if buy_fee_in_base:
-        return _walk_base(asks, bids, buy_fee, sell_fee, min_net_bps, max_notional)
+        return _walk_base(asks, bids, buy_fee, sell_fee, min_net_bps, max_notional, ask_cache, bid_cache)
     up, down, thr = 1 + buy_fee, 1 - sell_fee, min_net_bps / BPS
+    ca = [] if ask_cache is None else ask_cache
+    cb = [] if bid_cache is None else bid_cache
     size = cost = proceeds = ZERO
     i = j = 0
     qa = qb = ZERO
@@ -85,24 +94,33 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
         if qa == 0:
             if i >= n_ask:
                 break
-            a, qa = Decimal(asks[i][0]), Decimal(asks[i][1])
+            if i < len(ca):
+                a, qa = ca[i]
+            else:
+                a, qa = Decimal(asks[i][0]), Decimal(asks[i][1])
+                ca.append((a, qa))
             i += 1
             continue
         if qb == 0:
             if j >= n_bid:
                 break
-            b, qb = Decimal(bids[j][0]), Decimal(bids[j][1])
+            if j < len(cb):
+                b, qb = cb[j]
+            else:
+                b, qb = Decimal(bids[j][0]), Decimal(bids[j][1])
+                cb.append((b, qb))
             j += 1
             continue
         unit_cost = a * up
         if b * down - unit_cost < unit_cost * thr:
             break
-        q = min(qa, qb)
+        q = qb if qb < qa else qa  # min(qa, qb)
         if max_notional is not None:
             room = (max_notional - cost) / a
             if room <= 0:
                 break
-            q = min(q, room)
+            if room < q:
+                q = room
         size += q
         cost += a * q
         proceeds += b * q
@@ -115,7 +133,7 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
 
 
 def _walk_base(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
-               max_notional: Decimal | None) -> Fill | None:
+               max_notional: Decimal | None, ask_cache: DecLevels | None, bid_cache: DecLevels | None) -> Fill | None:
     """The walk with the buy fee charged in the base asset. ``qa`` counts base still offered at the
     current ask (bought units), ``qb`` base still wanted at the current bid (sold units); a bought
     unit delivers ``keep = 1 - buy_fee`` sold units. Exact unless a bid level binds, where
@@ -123,6 +141,8 @@ def _walk_base(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: D
     keep, down, thr = 1 - buy_fee, 1 - sell_fee, min_net_bps / BPS
     if keep <= 0:
         return None
+    ca = [] if ask_cache is None else ask_cache
+    cb = [] if bid_cache is None else bid_cache
     size = sold = cost = proceeds = ZERO
     i = j = used_a = used_b = 0
     qa = qb = a = b = ZERO
@@ -130,13 +150,21 @@ def _walk_base(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: D
         if qa == 0:
             if i >= len(asks):
                 break
-            a, qa = Decimal(asks[i][0]), Decimal(asks[i][1])
+            if i < len(ca):
+                a, qa = ca[i]
+            else:
+                a, qa = Decimal(asks[i][0]), Decimal(asks[i][1])
+                ca.append((a, qa))
             i += 1
             continue
         if qb == 0:
             if j >= len(bids):
                 break
-            b, qb = Decimal(bids[j][0]), Decimal(bids[j][1])
+            if j < len(cb):
+                b, qb = cb[j]
+            else:
+                b, qb = Decimal(bids[j][0]), Decimal(bids[j][1])
+                cb.append((b, qb))
             j += 1
             continue
         if b * keep * down - a < a * thr:  # marginal bought unit: costs a, yields b*keep*down

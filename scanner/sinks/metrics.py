@@ -1,7 +1,9 @@
 """Every Prometheus metric the scanner exports, in one object built on one registry.
 
 Label sets stay low-cardinality: venue, symbol, venue pair and reason; never prices.
-Hot paths count locally and flush here in batches (see the collector and detector).
+Hot paths count locally and flush here in batches (see the collector and detector). The detector's
+per-evaluation families (evaluations, refusals, spread gauges) are :class:`ScrapeFamily`: plain dicts
+updated without a lock, turned into samples at scrape time, with the same exposition as prometheus_client's.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the exposition for no use here
@@ -52,6 +54,88 @@ class _BookAgeCollector(Collector):
         yield valid
 
 
+LabelKey = tuple[str, ...]
+
+
+class _Child:
+    """``family.labels(...)``: the prometheus_client child API (``inc``, ``set``) over one dict entry."""
+
+    __slots__ = ("_family", "_key")
+
+    def __init__(self, family: ScrapeFamily, key: LabelKey) -> None:
+        self._family, self._key = family, key
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._family.add(self._key, amount)
+
+    def set(self, value: float) -> None:
+        self._family.put(self._key, value)
+
+    def get(self) -> float:
+        return self._family.values.get(self._key, 0.0)
+
+
+class ScrapeFamily(Collector):
+    """A counter or gauge family kept in ``values`` (label values → value) and exposed at scrape time.
+
+    Hot paths write ``values`` directly (one dict store, no lock, no child object): every writer runs on
+    the event loop's thread, and a scrape copies the dict first. ``labels(...).inc()/.set()`` and, without
+    labels, ``inc()`` behave like prometheus_client's; the exposition is the same (no ``_created``: disabled
+    above for every family)."""
+
+    def __init__(self, kind: str, name: str, documentation: str, labelnames: tuple[str, ...] = (),
+                 registry: CollectorRegistry | None = None) -> None:
+        if kind not in ("counter", "gauge"):
+            raise ValueError(kind)
+        self.kind, self.name, self.documentation, self.labelnames = kind, name, documentation, labelnames
+        self.values: dict[LabelKey, float] = {} if labelnames else {(): 0.0}
+        if registry is not None:
+            registry.register(self)
+
+    def labels(self, *values: object, **kw: object) -> _Child:
+        if not self.labelnames:
+            raise ValueError(f"No label names were set when constructing {self.name}")
+        if kw:
+            if values or sorted(kw) != sorted(self.labelnames):
+                raise ValueError("Incorrect label names")
+            values = tuple(kw[n] for n in self.labelnames)
+        if len(values) != len(self.labelnames):
+            raise ValueError("Incorrect label count")
+        return _Child(self, tuple(str(v) for v in values))
+
+    def add(self, key: LabelKey, amount: float = 1.0) -> None:
+        """Counter increment of the series ``key`` (label values, as strings)."""
+        if self.kind == "counter" and amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self.values[key] = self.values.get(key, 0.0) + float(amount)
+
+    def put(self, key: LabelKey, value: float) -> None:
+        """Gauge set of the series ``key``."""
+        if self.kind != "gauge":
+            raise AttributeError(f"{self.name} is a counter: it has no set()")
+        self.values[key] = float(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        """The unlabelled family's increment."""
+        if self.labelnames:
+            raise ValueError(f"{self.name} has labels: use labels(...).inc()")
+        self.add((), amount)
+
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        fam = self._family()
+        for key, value in self.values.copy().items():  # copy(): atomic under the GIL
+            fam.add_metric(list(key), value)
+        yield fam
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
@@ -76,15 +160,18 @@ class Metrics:
         self.redis_errors = Counter("scanner_redis_errors", "Failed Redis operations", ["component"], registry=r)
         self.store_backlog = Gauge("scanner_store_backlog", "Books waiting to be written to Redis", registry=r)
         # detector
-        self.evaluations = Counter("scanner_evaluations", "Venue-pair evaluations run by the detector", registry=r)
+        self.evaluations = ScrapeFamily("counter", "scanner_evaluations", "Venue-pair evaluations run by the detector",
+                                        registry=r)
         self.opportunities = Counter("scanner_opportunities", "Opportunities opened",
                                      ["symbol", "buy_venue", "sell_venue"], registry=r)
-        self.refusals = Counter("scanner_refusals", "Books or opportunities refused, by reason",
-                                ["reason", "venue"], registry=r)
-        self.spread_gross = Gauge("scanner_spread_gross_bps", "Top-of-book gross spread, sell bid over buy ask, bps",
-                                  ["symbol", "buy_venue", "sell_venue"], registry=r)
-        self.spread_net = Gauge("scanner_spread_net_bps", "Top-of-book spread after both taker fees, bps",
-                                ["symbol", "buy_venue", "sell_venue"], registry=r)
+        self.refusals = ScrapeFamily("counter", "scanner_refusals", "Books or opportunities refused, by reason",
+                                     ("reason", "venue"), registry=r)
+        self.spread_gross = ScrapeFamily("gauge", "scanner_spread_gross_bps",
+                                         "Top-of-book gross spread, sell bid over buy ask, bps",
+                                         ("symbol", "buy_venue", "sell_venue"), registry=r)
+        self.spread_net = ScrapeFamily("gauge", "scanner_spread_net_bps",
+                                       "Top-of-book spread after both taker fees, bps",
+                                       ("symbol", "buy_venue", "sell_venue"), registry=r)
         self.opportunity_size = Gauge("scanner_opportunity_size_base", "Executable size of the last opportunity",
                                       ["symbol", "buy_venue", "sell_venue"], registry=r)
         self.opportunity_profit = Counter("scanner_opportunity_profit_quote",

@@ -13,7 +13,9 @@ what ccxt checks, which varies by venue). Payloads without the field are native.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 import orjson
 
@@ -50,7 +52,12 @@ def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns
 
 @dataclass(slots=True)
 class BookView:
-    """A book as the detector sees it: exact levels plus floats for a cheap pre-check."""
+    """A book as the detector sees it: exact levels plus floats for a cheap pre-check.
+
+    The detector walks one book against several others and keeps it across many updates of the
+    other venues, so the exact levels parsed to Decimal (filled as far as a walk reaches) and the
+    asks' total notional are cached on the view (:func:`scanner.detect.spread.walk`); they are
+    derived from ``bids``/``asks``, which are never mutated once a view is built."""
 
     venue: str
     symbol: str
@@ -62,14 +69,43 @@ class BookView:
     best_bid: float
     best_ask: float
     integrity: str = INTEGRITY_NATIVE
+    dec_bids: list[tuple[Decimal, Decimal]] = field(default_factory=list, init=False, repr=False, compare=False)
+    dec_asks: list[tuple[Decimal, Decimal]] = field(default_factory=list, init=False, repr=False, compare=False)
+    ask_notional: float = field(default=-1.0, init=False, repr=False, compare=False)  # -1: not computed yet
+
+    def asks_notional_bound(self) -> float:
+        """An upper bound of the quote the whole ask side costs (sum of price x size, as floats), or inf
+        when a level is not a positive finite number; computed once."""
+        if self.ask_notional < 0:
+            self.ask_notional = _notional(self.asks)
+        return self.ask_notional
+
+
+def _notional(levels: list[Pair]) -> float:
+    total = 0.0
+    try:
+        for px, qty in levels:
+            p, q = float(px), float(qty)
+            if not (0 < p < math.inf and 0 < q < math.inf):
+                return math.inf
+            total += p * q
+    except (TypeError, ValueError):
+        return math.inf
+    return total
+
+
+def _levels(raw: list[list[object]]) -> list[Pair]:
+    """The payload's levels as (price, size) string pairs; orjson already gives str, other types are
+    stringified as before (a level that is not a pair raises ValueError/TypeError)."""
+    return [(p, s) if p.__class__ is str is s.__class__ else (str(p), str(s)) for p, s in raw]
 
 
 def decode_book(payload: bytes | str) -> BookView:
     """Parse a payload written by :func:`encode_book`; raises ValueError if it is not one."""
     try:
         d = orjson.loads(payload)
-        bids = [(str(p), str(s)) for p, s in d["bids"]]
-        asks = [(str(p), str(s)) for p, s in d["asks"]]
+        bids = _levels(d["bids"])
+        asks = _levels(d["asks"])
         return BookView(
             str(d["venue"]), str(d["symbol"]), bool(d["valid"]), bids, asks, int(d["exch_ms"]), int(d["recv_ns"]),
             float(bids[0][0]) if bids else 0.0, float(asks[0][0]) if asks else 0.0,
