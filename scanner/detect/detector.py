@@ -23,7 +23,7 @@ from scanner.config import DetectorSettings
 from scanner.detect import crossquote
 from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
-from scanner.fees import FeeModel
+from scanner.fees import FeeModel, PairFees
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
@@ -71,16 +71,37 @@ class SpreadDetector:
                 if other != view.venue:
                     self._drop_pair(view.symbol, view.venue, other, now_ns, view.recv_ns, out)
             return out
+        # The pre-screen of every pair is inlined here (most pairs stop at it: the fees eat the top-of-book
+        # spread); only pairs that pass it take the Decimal walk in _walk.
+        symbol, trigger_ns, fees = view.symbol, view.recv_ns, self.fees
+        pair, tracker, gross_of, net_of = self.fee_model.pair, self.tracker, self._gross, self._net
+        screen = self._min_net_bps - 0.01  # float pre-screen with a little slack; the Decimal walk decides
+        evaluated = 0
         for other, ov in venues.items():
-            if other == view.venue or other not in self.fees:
+            if other == view.venue or other not in fees:
                 continue
             if not self._usable(ov, now_ns):
-                self._drop_pair(view.symbol, view.venue, other, now_ns, view.recv_ns, out)
+                self._drop_pair(symbol, view.venue, other, now_ns, trigger_ns, out)
                 continue
             for buy, sell in ((view, ov), (ov, view)):
-                opp = self._evaluate(buy, sell, now_ns, view.recv_ns)
+                key = (symbol, buy.venue, sell.venue)
+                pf = pair(symbol, buy.venue, sell.venue)
+                gross, net = top_spread_bps(buy.best_ask, sell.best_bid, pf.buy_f, pf.sell_f, pf.buy_fee_in_base)
+                gross_of[key] = gross
+                net_of[key] = net
+                evaluated += 1
+                if net < screen:
+                    if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
+                        self._refuse("below_fees", buy.venue)
+                    if len(tracker):
+                        closed = tracker.drop(key, now_ns, trigger_ns)
+                        if closed is not None:
+                            out.append(closed)
+                    continue
+                opp = self._walk(buy, sell, key, pf, now_ns, trigger_ns)
                 if opp is not None:
                     out.append(opp)
+        self._evals[()] += evaluated
         if self._groups:
             self._cross(view, now_ns, out)
         return out
@@ -128,19 +149,10 @@ class SpreadDetector:
         self._refuse(reason, v.venue)
         return False
 
-    def _evaluate(self, buy: BookView, sell: BookView, now_ns: int, trigger_ns: int) -> Opportunity | None:
+    def _walk(self, buy: BookView, sell: BookView, key: Key, pf: PairFees, now_ns: int,
+              trigger_ns: int) -> Opportunity | None:
+        """A pair that passed the pre-screen in :meth:`update`: walk both books, check the route, qualify."""
         s = self.settings
-        key = (buy.symbol, buy.venue, sell.venue)
-        self._evals[()] += 1.0
-        pf = self.fee_model.pair(*key)
-        gross, net = top_spread_bps(buy.best_ask, sell.best_bid, pf.buy_f, pf.sell_f, pf.buy_fee_in_base)
-        self._gross[key] = gross
-        self._net[key] = net
-        # float pre-screen with a little slack; the Decimal walk decides
-        if net < self._min_net_bps - 0.01:
-            if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
-                self._refuse("below_fees", buy.venue)
-            return self._close(key, now_ns, trigger_ns)
         fill = walk(buy.asks, sell.bids, pf.buy, pf.sell, s.min_net_bps, self._cap(buy), pf.buy_fee_in_base,
                     buy.dec_asks, sell.dec_bids)
         if fill is None:
