@@ -130,6 +130,8 @@ class Pipeline:
                 self.started.set()
         finally:
             await self.http.stop()
+            self.store.conn.close()
+            self.sink.conn.close()
             await self.redis.aclose()
 
 

@@ -2,8 +2,8 @@
 
 Collectors call :meth:`BookStore.mark` from the receive path (no I/O, no await). A writer
 task takes every book marked since its last pass, serialises each once and sends one
-pipeline (``SET key payload PX ttl`` + ``PUBLISH``). Many updates to one book between two
-passes cost one write. If Redis is away the marks are kept (newest wins), the books stay
+pipeline (``SET key payload PX ttl`` + ``PUBLISH``) on its own :class:`RespConnection`. Many
+updates to one book between two passes cost one write. If Redis is away the marks are kept (newest wins), the books stay
 in memory, errors are counted and the writer retries with backoff; nothing raises.
 """
 
@@ -21,6 +21,7 @@ from scanner.aio import wait_stop
 from scanner.book.l2 import L2Book
 from scanner.config import RedisSettings
 from scanner.sinks.metrics import Metrics
+from scanner.store.resp import RespConnection
 from scanner.store.schema import INTEGRITY_NATIVE, book_key, encode_book
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class BookStore:
 
     def __init__(self, redis: Redis, settings: RedisSettings, metrics: Metrics) -> None:
         self.redis, self.settings, self.metrics = redis, settings, metrics
+        self.conn = RespConnection(settings.url)  # the hot path: see scanner/store/resp.py
         self._dirty: dict[tuple[str, str], L2Book | None] = {}
         self._wake = asyncio.Event()
         self.writes = 0
@@ -103,18 +105,17 @@ class BookStore:
     async def _write(self, batch: dict[tuple[str, str], L2Book | None]) -> None:
         s = self.settings
         now = time.time_ns()
-        pipe = self.redis.pipeline(transaction=False)
-        integrity = self.integrity
+        integrity, key_ttl, channel = self.integrity, s.book_ttl_ms, s.channel
+        commands: list[tuple[str | bytes | int, ...]] = []
         for (venue, symbol), book in batch.items():
             payload = encode_book(venue, symbol, book, s.book_depth, now, integrity.get(venue, INTEGRITY_NATIVE))
-            # execute_command: the same SET ... PX and PUBLISH, without redis-py's per-call argument handling
-            pipe.execute_command("SET", book_key(symbol, venue), payload, "PX", s.book_ttl_ms)
-            pipe.execute_command("PUBLISH", s.channel, payload)
+            commands.append(("SET", book_key(symbol, venue), payload, "PX", key_ttl))
+            commands.append(("PUBLISH", channel, payload))
         hook = self.on_written
         # taken before the await: the books are live objects that keep changing meanwhile
         stamps = None if hook is None else [(v, sym, b.seq, b.recv_ns) for (v, sym), b in batch.items()
                                         if b is not None]
-        await pipe.execute()
+        await self.conn.execute(commands)
         if hook is not None and stamps is not None:
             hook(stamps, time.time_ns())
         self.writes += len(batch)
