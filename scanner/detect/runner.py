@@ -1,7 +1,8 @@
 """Runs the detector against Redis: seed from stored books, then follow the change channel.
 
-Each pass drains every book already received, keeps the newest per (symbol, venue) and evaluates
-those; opportunity events go to the sink from a separate task (the detector never waits on a write).
+The channel is read by a :class:`RespSubscriber`: each socket read's books are evaluated in the read
+callback itself, only the newest per (symbol, venue); opportunity events go to the sink from a separate
+task (the detector never waits on a write).
 Between messages it polls the detector (at most every 100 ms), so an opportunity whose book
 goes silent is closed and a persisted candidate opens even when no frame arrives.
 Survives Redis going away: it pauses, reconnects with backoff, re-reads every stored book
@@ -16,6 +17,7 @@ import logging
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from scanner.aio import wait_stop
@@ -25,10 +27,11 @@ from scanner.feed.backoff import backoff
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
+from scanner.store.resp import RespSubscriber
 from scanner.store.schema import KEY_PREFIX, BookView, decode_book
 
 log = logging.getLogger(__name__)
-DRAIN_MAX = 2000  # books taken from the channel per pass before evaluating them
+POLL_S = 0.1  # the detector's poll() (stale books, persisted candidates) runs at least this often
 
 
 async def run_detector(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
@@ -77,40 +80,44 @@ class _Emitter:
 
 async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
                   metrics: Metrics, stop: asyncio.Event) -> None:
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
     emitter = _Emitter(sink)
     emit_task = asyncio.create_task(emitter.run(), name="opportunity-emitter")
+
+    def on_books(payloads: list[bytes]) -> None:
+        # Every book one socket read brought; evaluate only the newest of each (symbol, venue): under
+        # load the detector catches up instead of queueing. Runs in the read callback, no task switch.
+        latest: dict[tuple[str, str], BookView] = {}
+        for payload in payloads:
+            view = _decode(payload, metrics)
+            if view is not None:
+                latest.pop((view.symbol, view.venue), None)
+                latest[view.symbol, view.venue] = view
+        for view in latest.values():
+            _evaluate(view, detector, emitter, metrics)
+        metrics.detector_books.set(detector.book_count())
+
+    sub = RespSubscriber(settings.url, settings.channel, on_books)
+    lost: asyncio.Task[None] | None = None
     try:
-        await pubsub.subscribe(settings.channel)
+        await sub.start()
         await _seed(redis, detector, emitter)
         log.info("detector: following channel %s with %d books", settings.channel, detector.book_count())
+        lost = asyncio.create_task(sub.wait_lost())
         while not stop.is_set():
-            msg = await pubsub.get_message(timeout=0.1)
-            if msg is not None:
-                # Drain what has already arrived, then evaluate only the newest book of each
-                # (symbol, venue): under load the detector catches up instead of queueing.
-                latest: dict[tuple[str, str], BookView] = {}
-                taken = 0
-                while msg is not None:
-                    view = _decode(msg["data"], metrics)
-                    if view is not None:
-                        latest.pop((view.symbol, view.venue), None)
-                        latest[view.symbol, view.venue] = view
-                    taken += 1
-                    msg = await pubsub.get_message(timeout=0.0) if taken < DRAIN_MAX else None
-                for view in latest.values():
-                    _evaluate(view, detector, emitter, metrics)
-                metrics.detector_books.set(detector.book_count())
+            await asyncio.wait({lost}, timeout=POLL_S)
+            if lost.done():
+                raise RedisConnectionError("the detector's subscription connection was lost")
             polled = detector.poll(time.time_ns())  # stale books close, persisted candidates open
             if polled:
                 emitter.put(polled)
     finally:
+        if lost is not None:
+            lost.cancel()
+        sub.close()
         emit_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await emit_task
         await emitter.flush()
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def _seed(redis: Redis, detector: SpreadDetector, emitter: _Emitter) -> None:

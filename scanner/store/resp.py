@@ -20,7 +20,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -136,36 +136,140 @@ class RespConnection:
                     and not proto.transport.is_closing():
                 return proto
             self.close()
-            loop = asyncio.get_running_loop()
-            o = self._opts
-            try:
-                if o.get("connection_class") is UnixDomainSocketConnection:
-                    coro = loop.create_unix_connection(_Protocol, o["path"])
-                else:
-                    ctx = ssl.create_default_context() if o.get("connection_class") is SSLConnection else None
-                    coro = loop.create_connection(_Protocol, o.get("host", "localhost"), int(o.get("port", 6379)),
-                                                  ssl=ctx)
-                _, new = await asyncio.wait_for(coro, self.connect_timeout)
-            except (TimeoutError, OSError) as exc:
-                raise RedisConnectionError(f"cannot connect to redis at {self._where()}: {exc!r}") from None
-            setup: list[tuple[Arg, ...]] = []
-            if o.get("password") is not None:
-                setup.append(("AUTH", o["username"], o["password"]) if o.get("username") else ("AUTH", o["password"]))
-            if int(o.get("db", 0) or 0):
-                setup.append(("SELECT", int(o["db"])))
+            new = await open_protocol(self._opts, _Protocol, self.connect_timeout)
+            setup = setup_commands(self._opts)
             if setup:
                 replies = await self._send(new, b"".join(_pack(c) for c in setup), len(setup))
                 bad = [r for r in replies if isinstance(r, ResponseError)]
                 if bad:
                     assert new.transport is not None
                     new.transport.close()
-                    raise RedisConnectionError(f"redis at {self._where()} refused the connection setup: {bad[0]}")
+                    raise RedisConnectionError(f"redis at {where(self._opts)} refused the connection setup: {bad[0]}")
             self._proto = new
             return new
 
-    def _where(self) -> str:
-        o = self._opts
-        return str(o["path"]) if "path" in o else f"{o.get('host', 'localhost')}:{o.get('port', 6379)}"
+    def close(self) -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.transport is not None:
+            proto.transport.close()
+
+
+P = TypeVar("P", bound=asyncio.Protocol)
+
+
+async def open_protocol(opts: dict[str, Any], factory: Callable[[], P], connect_timeout: float) -> P:
+    """Connect ``factory()`` to the server ``opts`` (redis-py's ``parse_url``) names; ConnectionError if not."""
+    loop = asyncio.get_running_loop()
+    try:
+        if opts.get("connection_class") is UnixDomainSocketConnection:
+            _, proto = await asyncio.wait_for(loop.create_unix_connection(factory, opts["path"]), connect_timeout)
+        else:
+            ctx = ssl.create_default_context() if opts.get("connection_class") is SSLConnection else None
+            _, proto = await asyncio.wait_for(loop.create_connection(
+                factory, opts.get("host", "localhost"), int(opts.get("port", 6379)), ssl=ctx), connect_timeout)
+    except (TimeoutError, OSError) as exc:
+        raise RedisConnectionError(f"cannot connect to redis at {where(opts)}: {exc!r}") from None
+    return proto
+
+
+def setup_commands(opts: dict[str, Any]) -> list[tuple[Arg, ...]]:
+    """AUTH and SELECT for a new connection, from the URL."""
+    setup: list[tuple[Arg, ...]] = []
+    if opts.get("password") is not None:
+        user = opts.get("username")
+        setup.append(("AUTH", user, opts["password"]) if user else ("AUTH", opts["password"]))
+    if int(opts.get("db", 0) or 0):
+        setup.append(("SELECT", int(opts["db"])))
+    return setup
+
+
+def where(opts: dict[str, Any]) -> str:
+    """host:port or the socket path; never the credentials."""
+    return str(opts["path"]) if "path" in opts else f"{opts.get('host', 'localhost')}:{opts.get('port', 6379)}"
+
+
+class _SubProtocol(asyncio.Protocol):
+    def __init__(self, on_messages: Callable[[list[bytes]], None]) -> None:
+        self.reader = hiredis.Reader(replyError=ResponseError)
+        self.on_messages = on_messages
+        self.transport: asyncio.Transport | None = None
+        self.replies: deque[Any] = deque()  # command replies (AUTH, SELECT, subscribe acks), in order
+        self.got_reply = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        batch: list[bytes] = []
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError:
+                if self.transport is not None:
+                    self.transport.close()
+                break
+            if reply is False:
+                break
+            if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                batch.append(reply[2])
+            else:
+                self.replies.append(reply)
+                self.got_reply.set()
+        if batch:
+            self.on_messages(batch)  # every message this read brought, in one call
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        self.got_reply.set()
+
+
+class RespSubscriber:
+    """SUBSCRIBE to one channel; ``on_messages`` gets the payloads of each socket read, in order, called
+    from the event loop's read callback (no task switch per message). :meth:`wait_lost` returns when the
+    connection is gone: the owner then reconnects (and re-reads what it may have missed)."""
+
+    def __init__(self, url: str, channel: str, on_messages: Callable[[list[bytes]], None],
+                 connect_timeout: float = 2.0, timeout: float = 5.0) -> None:
+        self.channel, self.on_messages = channel, on_messages
+        self.connect_timeout, self.timeout = connect_timeout, timeout
+        self._opts: dict[str, Any] = dict(parse_url(url))
+        self._proto: _SubProtocol | None = None
+
+    async def start(self) -> None:
+        """Connect, authenticate, subscribe; returns once the server confirmed the subscription."""
+        self.close()
+        proto = await open_protocol(self._opts, lambda: _SubProtocol(self.on_messages), self.connect_timeout)
+        self._proto = proto
+        for cmd in [*setup_commands(self._opts), ("SUBSCRIBE", self.channel)]:
+            assert proto.transport is not None
+            proto.transport.write(_pack(cmd))
+            reply = await self._reply(proto)
+            if isinstance(reply, ResponseError):
+                self.close()
+                raise RedisConnectionError(f"redis at {where(self._opts)} refused {cmd[0]!s}: {reply}")
+
+    async def _reply(self, proto: _SubProtocol) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                while not proto.replies:
+                    if proto.lost.is_set():
+                        raise RedisConnectionError(f"redis connection to {where(self._opts)} lost")
+                    proto.got_reply.clear()
+                    await proto.got_reply.wait()
+        except TimeoutError:
+            self.close()
+            raise RedisTimeoutError(f"no reply from redis within {self.timeout:.1f} s") from None
+        return proto.replies.popleft()
+
+    async def wait_lost(self) -> None:
+        if self._proto is not None:
+            await self._proto.lost.wait()
+
+    @property
+    def connected(self) -> bool:
+        return self._proto is not None and not self._proto.lost.is_set()
 
     def close(self) -> None:
         proto, self._proto = self._proto, None
