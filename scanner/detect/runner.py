@@ -58,6 +58,10 @@ class _Emitter:
         self.wake = asyncio.Event()
 
     def put(self, opps: list[Opportunity]) -> None:
+        # Connected and nothing queued: write now, from this callback (order is kept: a queued batch is
+        # always written before anything newer). Otherwise the task connects and writes, in order.
+        if not self.pending and self.sink.submit(opps):
+            return
         self.pending.extend(opps)
         self.wake.set()
 

@@ -10,13 +10,15 @@ Redis errors are counted and logged; the event is still logged and counted, and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from scanner.config import RedisSettings
 from scanner.model import Opportunity
@@ -36,21 +38,50 @@ class OpportunitySink:
         # webhooks (scanner/webhooks/): (outbox stream, maxlen); every event is appended once, in the same pipeline
         self.outbox: tuple[str, int] | None = None
 
-    async def emit(self, opps: list[Opportunity]) -> None:
-        m, st = self.metrics, self.settings
+    def _commands(self, opps: list[Opportunity]) -> tuple[list[bytes], list[tuple[str | bytes | int, ...]]]:
+        st = self.settings
         payloads = [orjson.dumps(o.to_dict()) for o in opps]
+        commands: list[tuple[str | bytes | int, ...]] = []
+        for o, p in zip(opps, payloads, strict=True):
+            commands.append(("XADD", st.stream, "MAXLEN", "~", st.stream_maxlen, "*", "data", p))
+            if o.event == "close":
+                commands.append(("XADD", st.history, "MAXLEN", "~", st.history_maxlen, "*", "data", p))
+            if self.outbox is not None:
+                commands.append(("XADD", self.outbox[0], "MAXLEN", "~", self.outbox[1], "*", "data", p))
+        return payloads, commands
+
+    async def emit(self, opps: list[Opportunity]) -> None:
+        """Append ``opps`` (connecting first if needed); counts and logs Redis errors, never raises them."""
+        payloads, commands = self._commands(opps)
+        error: BaseException | None = None
         try:
-            commands: list[tuple[str | bytes | int, ...]] = []
-            for o, p in zip(opps, payloads, strict=True):
-                commands.append(("XADD", st.stream, "MAXLEN", "~", st.stream_maxlen, "*", "data", p))
-                if o.event == "close":
-                    commands.append(("XADD", st.history, "MAXLEN", "~", st.history_maxlen, "*", "data", p))
-                if self.outbox is not None:
-                    commands.append(("XADD", self.outbox[0], "MAXLEN", "~", self.outbox[1], "*", "data", p))
             await self.conn.execute(commands)
         except (RedisError, OSError) as exc:
+            error = exc
+        self._done(opps, payloads, error)
+
+    def submit(self, opps: list[Opportunity]) -> bool:
+        """Write ``opps`` now, from the caller's callback, if the connection is up (False: it is not; use
+        :meth:`emit`). Completion (metrics, latency, error handling) runs when Redis answers."""
+        payloads, commands = self._commands(opps)
+        fut = self.conn.send(commands)
+        if fut is None:
+            return False
+
+        def done(f: asyncio.Future[list[Any]]) -> None:
+            exc = None if f.cancelled() else f.exception()
+            if exc is None:
+                exc = next((r for r in f.result() if isinstance(r, ResponseError)), None)
+            self._done(opps, payloads, exc)
+
+        fut.add_done_callback(done)
+        return True
+
+    def _done(self, opps: list[Opportunity], payloads: list[bytes], error: BaseException | None) -> None:
+        m, st = self.metrics, self.settings
+        if error is not None:
             m.redis_errors.labels("opportunity_stream").inc()
-            log.error("redis: could not append %d opportunities to stream %s: %s", len(opps), st.stream, exc)
+            log.error("redis: could not append %d opportunities to stream %s: %s", len(opps), st.stream, error)
         done_ns = time.time_ns()
         for o, p in zip(opps, payloads, strict=True):
             self.emitted += 1

@@ -107,6 +107,27 @@ class RespConnection:
                 raise r
         return replies
 
+    @property
+    def connected(self) -> bool:
+        proto = self._proto
+        return proto is not None and proto.lost is None and proto.transport is not None \
+            and not proto.transport.is_closing()
+
+    def send(self, commands: Sequence[Sequence[Arg]]) -> asyncio.Future[list[Any]] | None:
+        """Write ``commands`` now if connected and return the future of their replies (error replies
+        are left in the list, not raised); None if not connected (use :meth:`execute`)."""
+        proto = self._proto
+        if not commands or proto is None or not self.connected:
+            return None
+        assert proto.transport is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        proto.pending.append(_Pending(len(commands), fut))
+        proto.transport.write(b"".join([_pack(tuple(c)) for c in commands]))
+        timer = loop.call_later(self.timeout, self._expire, proto, fut)
+        fut.add_done_callback(lambda _: timer.cancel())
+        return fut
+
     async def _send(self, proto: _Protocol, data: bytes, n: int) -> list[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
