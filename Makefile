@@ -5,15 +5,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install demo test lint typecheck unit bench bench-ws bench-replay bench-venues-replay bench-e2e bench-venues bench-webhooks simulate clean
+.PHONY: help install demo test lint typecheck unit bench bench-quick bench-extra bench-ws bench-replay bench-venues-replay
+.PHONY: bench-e2e bench-venues bench-webhooks bench-live bench-throughput bench-detector simulate clean
 .PHONY: compose-check compose-demo
 .PHONY: image image-test
 
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
 	@echo "make test            lint, type-check and the whole test suite"
-	@echo "make bench           benchmarks: websocket clients, replay vs ccxt.pro/cryptofeed, every venue's recording,"
-	@echo "                     end-to-end latency, all venues' simulators + scanner run (CPU, RSS)"
+	@echo "make bench           every performance target in one table (bench/results.json): replay vs orjson, ccxt.pro"
+	@echo "                     and cryptofeed; every venue per level; throughput; detector scaling; 10 x 50 live (5 min)"
+	@echo "make bench-quick     the same, shorter (live 60 s)"
+	@echo "make bench-extra     websocket clients, 2-venue end to end, all venues + scanner run, webhooks"
 	@echo "make simulate        just the simulated venues (ARGS passed to scanner simulate)"
 	@echo "make image           build the container image scanner:local with podman (deploy/image-build.sh)"
 	@echo "make image-test      build it, run scanner demo inside, check /metrics and /readyz (skips without podman)"
@@ -46,7 +49,22 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-ws bench-replay bench-venues-replay bench-e2e bench-venues bench-webhooks
+bench: $(STAMP)
+	$(BIN)/python -m scanner.bench.report $(ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m scanner.bench.report --quick $(ARGS)
+
+bench-extra: bench-ws bench-e2e bench-venues bench-webhooks
+
+bench-live: $(STAMP)
+	$(BIN)/python -m scanner.bench.live $(ARGS)
+
+bench-throughput: $(STAMP)
+	$(BIN)/python -m scanner.bench.throughput $(ARGS)
+
+bench-detector: $(STAMP)
+	$(BIN)/python -m scanner.bench.detector $(ARGS)
 
 bench-ws: $(STAMP)
 	$(BIN)/python -m scanner.bench.ws_clients

@@ -32,7 +32,8 @@ def _clone(node: Any, n: int) -> int:
     if isinstance(node, dict):
         for v in list(node.values()):
             grown += _clone(v, n)
-        keyed = [(k, v) for k, v in node.items() if isinstance(v, dict) and _is_template(v)]  # Kraken: pair -> record
+        keyed = [(k, v) for k, v in node.items()  # Kraken: pair name -> record (a record holds no dicts)
+                 if isinstance(v, dict) and not any(isinstance(x, dict) for x in v.values()) and _is_template(v)]
         for k, rec in keyed:
             raw = orjson.dumps(rec).decode()
             for i in range(1, n + 1):
