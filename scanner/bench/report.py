@@ -7,7 +7,8 @@ The table is also written to ``bench/results.json`` (with the commit, the machin
 1. OKX parse + book + seq + checksum <= 4x the orjson floor: ``scanner.bench.peers`` (the
    ../shared/bench harness: orjson, ccxt.pro, cryptofeed and ``scanner replay`` on one file);
    every native venue within 2x of OKX per level: ``scanner.bench.recordings`` (``--levels``).
-2. frame -> opportunity in Redis p50 <= 0.5 ms, p99 <= 2 ms: ``scanner.bench.live``.
+2. frame -> opportunity in Redis p50 <= 0.5 ms, p99 <= 2 ms: ``scanner.bench.live`` at 10 x 50, and at
+   10 x 10, where a 2-core machine still has CPU to spare for the pipeline next to the simulators.
 3. >= 30k book updates/s into Redis from one process: ``scanner.bench.throughput``.
 4. 10 venues x 50 symbols in one pipeline <= 1 core, <= 300 MB over 5 min: ``scanner.bench.live``.
 5. detector cost linear in venues (2/5/10 venues x 1/5/20 levels walked): ``scanner.bench.detector``.
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = ("peers", "recordings", "throughput", "detector", "live")
+BENCHES = ("peers", "recordings", "throughput", "detector", "live", "live_light")
 
 
 @dataclass
@@ -123,17 +124,45 @@ def live(quick: bool) -> list[Row]:
     ]
 
 
+def live_light(quick: bool) -> list[Row]:
+    """Target 2 where this machine is not saturated: 10 venues x 10 symbols (the simulators of 10 x 50 need
+    more than a core of their own on a 2-core machine, so the pipeline waits for the CPU, not for itself)."""
+    objs, err = run_bench("scanner.bench.live", ["--seconds", "60" if quick else "120", "--symbols", "10"], 600)
+    r = next((o for o in objs if o.get("bench") == "live"), None)
+    if r is None:
+        return _failed("2. frame -> opportunity, 10 x 10", "p50 <= 0.5 ms, p99 <= 2 ms", err)
+    shape = (f"{r['venues']:.0f} venues x {r['symbols']:.0f} symbols, {r['samples']:.0f} events, pipeline "
+             f"{r['cpu_pct']:.0f} % cpu, simulators {r['sim_cpu_pct']:.0f} %")
+    return [
+        Row("2. frame -> opportunity in Redis, p50, 10 x 10", f"{r['p50_ms']:.3f} ms ({shape})", "<= 0.5 ms",
+            r["p50_ms"] <= 0.5, value=r["p50_ms"]),
+        Row("2. frame -> opportunity in Redis, p99, 10 x 10", f"{r['p99_ms']:.3f} ms (max {r['max_ms']:.2f} ms)",
+            "<= 2 ms", r["p99_ms"] <= 2.0, value=r["p99_ms"]),
+    ]
+
+
 def throughput(quick: bool) -> list[Row]:
-    objs, err = run_bench("scanner.bench.throughput", ["--seconds", "10" if quick else "20"], 900)
-    r = next((o for o in objs if o.get("bench") == "throughput"), None)
     goal = ">= 30,000 updates/s"
+    secs = "10" if quick else "20"
+    out: list[Row] = []
+    objs, err = run_bench("scanner.bench.throughput", ["--seconds", secs], 900)
+    r = next((o for o in objs if o.get("bench") == "throughput"), None)
     if r is None:
         return _failed("3. one collector process into Redis", goal, err)
     ok = r["updates_per_s"] >= 30_000 and bool(r.get("books_ok")) and not r.get("errors")
-    lat = f", write latency p50 {r['write_lat_p50_ms']:.2f} / p99 {r['write_lat_p99_ms']:.2f} ms" \
-        if "write_lat_p99_ms" in r else ""
-    return [Row("3. one collector process into Redis", f"{r['updates_per_s']:,.0f} updates/s ({r['writes_per_s']:,.0f}"
-                f" Redis writes/s, {r['cpu_pct']:.0f} % cpu{lat})", goal, ok, value=r["updates_per_s"])]
+    out.append(Row("3. one collector process into Redis, flooded", f"{r['updates_per_s']:,.0f} updates/s "
+                   f"({r['writes_per_s']:,.0f} Redis writes/s, {r['cpu_pct']:.0f} % cpu, books match)", goal, ok,
+                   value=r["updates_per_s"]))
+    # the same at 30k frames/s: what the latency is at the target rate
+    objs, err = run_bench("scanner.bench.throughput", ["--seconds", secs, "--rate", "30000"], 900)
+    r = next((o for o in objs if o.get("bench") == "throughput"), None)
+    if r is None:
+        return out + _failed("3. at 30k/s: frame -> book in Redis", "p50 <= 0.5 ms, p99 <= 2 ms", err)
+    out.append(Row("3. at 30k updates/s: frame -> book written in Redis",
+                   f"p50 {r['write_lat_p50_ms']:.2f} ms, p99 {r['write_lat_p99_ms']:.2f} ms ({r['updates_per_s']:,.0f}"
+                   f" updates/s, {r['cpu_pct']:.0f} % cpu)", "p50 <= 0.5 ms, p99 <= 2 ms (target 2)",
+                   r["write_lat_p50_ms"] <= 0.5 and r["write_lat_p99_ms"] <= 2.0, value=r["write_lat_p99_ms"]))
+    return out
 
 
 def detector(quick: bool) -> list[Row]:
@@ -147,8 +176,8 @@ def detector(quick: bool) -> list[Row]:
     for depth in sorted({x["depth"] for x in rows}):
         at = {x["venues"]: x for x in rows if x["depth"] == depth}
         lo, hi = at[min(at)], at[max(at)]
-        evals_ok = all(x["evaluations_per_update"] == 2 * (n - 1) for n, x in at.items())
-        per_pair = hi["us_per_evaluation"] / lo["us_per_evaluation"]
+        evals_ok = all(x["evals_per_update"] == 2 * (n - 1) for n, x in at.items())
+        per_pair = hi["us_per_eval"] / lo["us_per_eval"]
         cells = ", ".join(f"{n} venues {x['us_per_update']:.1f} us" for n, x in sorted(at.items()))
         out.append(Row(f"5. detector, {depth} level(s) walked", f"{cells}; per pair x{per_pair:.2f} from "
                        f"{min(at)} to {max(at)} venues", goal, evals_ok and per_pair <= 1.5, value=per_pair))
@@ -156,7 +185,8 @@ def detector(quick: bool) -> list[Row]:
 
 
 RUNNERS: dict[str, Callable[[bool], list[Row]]] = {
-    "peers": peers, "recordings": recordings, "throughput": throughput, "detector": detector, "live": live}
+    "peers": peers, "recordings": recordings, "throughput": throughput, "detector": detector, "live": live,
+    "live_light": live_light}
 
 
 def render(rows: list[Row]) -> str:
