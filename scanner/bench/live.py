@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import signal
 import statistics
 import subprocess
@@ -33,39 +32,17 @@ from pathlib import Path
 
 from scanner.app import COLLECT, DETECT, Pipeline
 from scanner.bench.synth_markets import TEMPLATE_PRICE, write_markets
-from scanner.bench.venues import cpu_s, rss_mb
+from scanner.bench.venues import cpu_s, rss_mb, start_simulators
 from scanner.config import from_dict
 from scanner.redis_server import PrivateRedis
 
 VENUES10 = ("okx", "binance", "bybit", "coinbase", "kraken", "gate", "kucoin", "bitget", "htx", "mexc")
-URL_LINE = re.compile(r"^(\S+): ws=(\S+) rest=(\S+) symbols=(\d+)")
 
 
 def pct(xs: list[float], q: float) -> float:
     if len(xs) < 2:
         return xs[0] if xs else float("nan")
     return statistics.quantiles(xs, n=1000)[int(q * 1000) - 1]
-
-
-def start_simulators(venues: list[str], symbols: list[str], markets: Path, tick_ms: int,
-                     stagger_ms: int) -> tuple[subprocess.Popen[str], dict[str, tuple[str, str]], int]:
-    cmd = [sys.executable, "-m", "scanner", "simulate", "--venues", ",".join(venues), "--symbols", ",".join(symbols),
-           "--tick-ms", str(tick_ms), "--stagger-ms", str(stagger_ms), "--markets-dir", str(markets),
-           *[a for v in venues for a in ("--port", f"{v}=0")],
-           *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]]
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    urls: dict[str, tuple[str, str]] = {}
-    served = 0
-    assert sim.stdout is not None
-    while len(urls) < len(venues):
-        line = sim.stdout.readline()
-        if not line:
-            raise RuntimeError("the simulator exited before printing its URLs")
-        m = URL_LINE.match(line)
-        if m:
-            urls[m[1]] = (m[2], m[3])
-            served += int(m[4])
-    return sim, urls, served
 
 
 async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], symbols: list[str], markets: Path,
@@ -161,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 group = venues[part::args.sim_procs]
                 if not group:
                     continue
-                sim, got, n = start_simulators(group, symbols, markets, args.tick_ms, args.stagger_ms)
+                sim, got, n = start_simulators(group, symbols, [
+                    "--tick-ms", str(args.tick_ms), "--stagger-ms", str(args.stagger_ms), "--markets-dir", str(markets),
+                    *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]])
                 sims.append(sim)
                 urls.update(got)
                 served += n

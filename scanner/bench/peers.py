@@ -44,7 +44,8 @@ def ensure_peers_venv(venv: Path) -> Path:
     return py
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's sha256, as the shared harness writes it into expected_top.json."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -56,7 +57,7 @@ def ensure_data(py: Path, bench_dir: Path, data_dir: Path) -> tuple[Path, Path]:
     data, expected = data_dir / "okx_books.jsonl", data_dir / "expected_top.json"
     if data.exists() and expected.exists():
         try:
-            if json.loads(expected.read_text()).get("sha256") == _sha256(data):
+            if json.loads(expected.read_text()).get("sha256") == file_sha256(data):
                 return data, expected
         except (OSError, ValueError):
             pass

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -51,6 +50,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from scanner.app import COLLECT, Pipeline
+from scanner.bench.peers import file_sha256
 from scanner.config import from_dict
 from scanner.feed.collector import VenueCollector
 from scanner.markets import shipped_markets_dir
@@ -99,17 +99,9 @@ def scan_file(path: Path, limit: int = 0, expected_path: Path | None = None) -> 
     sidecar = expected_path or path.with_name("expected_top.json")
     if info.whole_file and sidecar.exists():
         exp = json.loads(sidecar.read_text())
-        if exp.get("lines") == total and exp.get("sha256") == _sha256(path):
+        if exp.get("lines") == total and exp.get("sha256") == file_sha256(path):
             info.expected = exp["top"]
     return info
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- the blaster (its own process) -----------------------------------------------------------------------------

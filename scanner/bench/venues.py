@@ -51,6 +51,27 @@ def shared_symbols(venues: list[str], limit: int) -> list[str]:
     return [s for s, _n in count.most_common(limit)]
 
 
+def start_simulators(venues: list[str], symbols: list[str], extra: list[str]
+                     ) -> tuple[subprocess.Popen[str], dict[str, tuple[str, str]], int]:
+    """``scanner simulate`` for ``venues`` on free ports; (process, venue -> (ws, rest) URL, books served)."""
+    cmd = [sys.executable, "-m", "scanner", "simulate", "--venues", ",".join(venues), "--symbols", ",".join(symbols),
+           *[a for v in venues for a in ("--port", f"{v}=0")], *extra]
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    urls: dict[str, tuple[str, str]] = {}
+    served = 0
+    assert sim.stdout is not None
+    while len(urls) < len(venues):
+        line = sim.stdout.readline()
+        if not line:
+            sim.wait(5)
+            raise RuntimeError("the simulator exited before printing its URLs")
+        m = URL_LINE.match(line)
+        if m:
+            urls[m[1]] = (m[2], m[3])
+            served += int(m[4])
+    return sim, urls, served
+
+
 def scrape(port: int) -> dict[str, float]:
     """Sum of each metric family we report, from the pipeline's /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -74,23 +95,9 @@ def main() -> None:
     args = ap.parse_args()
     venues = [v for v in VENUE_CLASSES if v in VENUES]
     symbols = shared_symbols(venues, args.symbols)
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "scanner", "simulate", "--venues", ",".join(venues), "--symbols", ",".join(symbols),
-         "--tick-ms", str(args.tick_ms), *[a for v in venues for a in ("--port", f"{v}=0")]],
-        stdout=subprocess.PIPE, text=True)
-    urls: dict[str, tuple[str, str]] = {}
-    served = 0
+    sim, urls, served = start_simulators(venues, symbols, ["--tick-ms", str(args.tick_ms)])
     run: subprocess.Popen[bytes] | None = None
     try:
-        assert sim.stdout is not None
-        while len(urls) < len(venues):
-            line = sim.stdout.readline()
-            if not line:
-                raise RuntimeError("the simulator exited before printing its URLs")
-            m = URL_LINE.match(line)
-            if m:
-                urls[m[1]] = (m[2], m[3])
-                served += int(m[4])
         with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
             mport = _free_port()
             cfg = Path(tmp) / "bench.yaml"
