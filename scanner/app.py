@@ -52,14 +52,14 @@ class Pipeline:
         self.redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2,
                                     health_check_interval=10)
         self.http = HttpEndpoint(self.metrics, settings.metrics.host, settings.metrics.port)
-        self.store = BookStore(self.redis, settings.redis, self.metrics)
+        self.store = BookStore(settings.redis, self.metrics)
         self.collectors: dict[str, VenueCollector] = {}
         self.ccxt_collectors: dict[str, CcxtProCollector] = {}  # the ccxtpro:<id> long tail
         fees = {v.name: v.taker_fee for v in settings.venues.values()}
         fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
         self.detector = SpreadDetector(fees, settings.detector, self.metrics, transfer_build.build_checker(settings),
                                        fee_model=settings.fees.model())
-        self.sink = OpportunitySink(self.redis, settings.redis, self.metrics)
+        self.sink = OpportunitySink(settings.redis, self.metrics)
         self.webhooks = webhook_dispatcher(self.redis, settings, self.metrics) if DETECT in roles else None
         self.started = asyncio.Event()
         self.fee_urls: dict[str, dict[str, object]] = {}  # tests: ccxt urls["api"] per venue for keyed calls

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ from scanner.bench.synth_markets import TEMPLATE_PRICE, write_markets
 from scanner.bench.venues import cpu_s, rss_mb, start_simulators
 from scanner.config import from_dict
 from scanner.redis_server import PrivateRedis
+from scanner.sinks.metrics import Metrics
 
 VENUES10 = ("okx", "binance", "bybit", "coinbase", "kraken", "gate", "kucoin", "bitget", "htx", "mexc")
 
@@ -96,16 +98,13 @@ async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], sy
 
 
 def rss_mb_self() -> float:
-    import os
-
     return rss_mb(os.getpid())
 
 
-def _sum(metrics: object, family: str) -> float:
+def _sum(metrics: Metrics, family: str) -> float:
     """Sum of a counter family's ``_total`` samples in the pipeline's own registry."""
-    registry = metrics.registry  # type: ignore[attr-defined]
     total = 0.0
-    for fam in registry.collect():
+    for fam in metrics.registry.collect():
         if fam.name == family:
             total += sum(s.value for s in fam.samples if s.name.endswith("_total"))
     return total

@@ -8,37 +8,18 @@ from collections.abc import Sequence
 from scanner.book.l2 import L2Book, crc32_interleaved
 
 
-def crc32_signed(text: str) -> int:
-    v = zlib.crc32(text.encode())
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-def interleaved_payload(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]], depth: int = 25) -> str:
-    """``bidPx:bidSz:askPx:askSz:...`` over the best ``depth`` levels; when one side runs
-    out the other keeps going. Strings are used exactly as the venue sent them."""
-    parts: list[str] = []
-    nb, na = min(len(bids), depth), min(len(asks), depth)
-    for i in range(max(nb, na)):
-        if i < nb:
-            b = bids[i]
-            parts.append(b[0])
-            parts.append(b[1])
-        if i < na:
-            a = asks[i]
-            parts.append(a[0])
-            parts.append(a[1])
-    return ":".join(parts)
-
-
 def book_crc32_interleaved(book: L2Book, depth: int = 25) -> int:
-    """:func:`okx_checksum` straight from a book's level lists (the hot path: no tuples built)."""
+    """The OKX/Bitget checksum of a book, straight from its level lists (no tuples built)."""
     b, a = book.bids, book.asks
     return crc32_interleaved(b.pxs, b.szs, a.pxs, a.szs, depth)
 
 
 def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]], depth: int = 25) -> int:
-    """Signed CRC32 as OKX (until 2026-06-23) and Bitget v2 send it."""
-    return crc32_signed(interleaved_payload(bids, asks, depth))
+    """Signed CRC32 of ``bidPx:bidSz:askPx:askSz:...`` over the best ``depth`` levels (when one side runs
+    out the other keeps going), as OKX (until 2026-06-23) and Bitget v2 send it. Strings are used exactly
+    as the venue sent them; the same kernel as the books' (scanner/book/_core.c or pycore.py)."""
+    return crc32_interleaved([b[0] for b in bids], [b[1] for b in bids], [a[0] for a in asks], [a[1] for a in asks],
+                             depth)
 
 
 class _KrakenText(dict[tuple[str, str], str]):

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, SequenceGap
-from scanner.book.l2 import L2Book, apply_rows, crc32_interleaved
+from scanner.book.l2 import L2Book, apply_rows
 from scanner.model import BookMsg
 
 APPLY, STALE, GAP = 0, 1, 2
@@ -46,7 +46,6 @@ class SyncedBook:
         "book",
         "checksum",
         "checksum_depth",
-        "interleaved",
         "max_levels",
         "relation",
         "valid",
@@ -59,16 +58,12 @@ class SyncedBook:
         checksum_depth: int = 25,
         max_levels: int = 1000,
         max_buffer: int = 2000,
-        interleaved: bool = False,
     ) -> None:
-        """``interleaved``: ``checksum`` is the OKX/Bitget interleaved CRC32 over ``checksum_depth``
-        levels, computed here straight from the level lists (same value, no Python call)."""
         self.book = L2Book()
         self.valid = False
         self.relation = relation
         self.checksum = checksum
         self.checksum_depth = checksum_depth
-        self.interleaved = interleaved and checksum is not None
         self.max_levels = max_levels
         self._buffer: deque[BookMsg] = deque(maxlen=max_buffer)
         self._first = False  # the next diff is the first after a snapshot
@@ -152,14 +147,11 @@ class SyncedBook:
             b.trim(self.max_levels)
         if len(a.keys) > self.max_levels:
             a.trim(self.max_levels)
-        if msg.checksum:
+        if msg.checksum and self.checksum is not None:
             if touched or self._crc_dirty:
-                if self.interleaved:
-                    self._crc = crc32_interleaved(b.pxs, b.szs, a.pxs, a.szs, depth)
-                elif self.checksum is not None:
-                    self._crc = self.checksum(book)
+                self._crc = self.checksum(book)
                 self._crc_dirty = False
-            if self._crc != msg.checksum and self.checksum is not None:
+            if self._crc != msg.checksum:
                 raise ChecksumMismatch(f"checksum {msg.checksum} != local {self._crc} at seq {msg.seq}")
         elif touched:
             self._crc_dirty = True

@@ -17,7 +17,6 @@ from collections import deque
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from scanner.config import RedisSettings
@@ -29,8 +28,8 @@ log = logging.getLogger("scanner.opportunity")
 
 
 class OpportunitySink:
-    def __init__(self, redis: Redis, settings: RedisSettings, metrics: Metrics) -> None:
-        self.redis, self.settings, self.metrics = redis, settings, metrics
+    def __init__(self, settings: RedisSettings, metrics: Metrics) -> None:
+        self.settings, self.metrics = settings, metrics
         self.conn = RespConnection(settings.url)  # pipelined XADDs without redis-py's per-call cost
         self.emitted = 0
         # frame received → stream write acknowledged, per open/update event (the benchmark reads these)

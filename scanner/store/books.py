@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from scanner.aio import wait_stop
@@ -33,8 +32,8 @@ WrittenHook = Callable[[list[tuple[str, str, int, int]], int], None]
 class BookStore:
     """Implements the collector's ``BookSink``."""
 
-    def __init__(self, redis: Redis, settings: RedisSettings, metrics: Metrics) -> None:
-        self.redis, self.settings, self.metrics = redis, settings, metrics
+    def __init__(self, settings: RedisSettings, metrics: Metrics) -> None:
+        self.settings, self.metrics = settings, metrics
         self.conn = RespConnection(settings.url)  # the hot path: see scanner/store/resp.py
         self._dirty: dict[tuple[str, str], L2Book | None] = {}
         self._wake = asyncio.Event()

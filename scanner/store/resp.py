@@ -98,10 +98,9 @@ class RespConnection:
         if not commands:
             return []
         proto = self._proto
-        if proto is None or proto.lost is not None or proto.transport is None or proto.transport.is_closing():
+        if proto is None or not _alive(proto):
             proto = await self._connect()
-        data = b"".join([_pack(tuple(c)) for c in commands])
-        replies = await self._send(proto, data, len(commands))
+        replies = await self._write(proto, commands)
         for r in replies:
             if isinstance(r, ResponseError):
                 raise r
@@ -109,16 +108,18 @@ class RespConnection:
 
     @property
     def connected(self) -> bool:
-        proto = self._proto
-        return proto is not None and proto.lost is None and proto.transport is not None \
-            and not proto.transport.is_closing()
+        return _alive(self._proto)
 
     def send(self, commands: Sequence[Sequence[Arg]]) -> asyncio.Future[list[Any]] | None:
         """Write ``commands`` now if connected and return the future of their replies (error replies
         are left in the list, not raised); None if not connected (use :meth:`execute`)."""
         proto = self._proto
-        if not commands or proto is None or not self.connected:
+        if not commands or proto is None or not _alive(proto):
             return None
+        return self._write(proto, commands)
+
+    def _write(self, proto: _Protocol, commands: Sequence[Sequence[Arg]]) -> asyncio.Future[list[Any]]:
+        """One write of the packed commands; the future of their replies, failed after ``timeout``."""
         assert proto.transport is not None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
@@ -127,18 +128,6 @@ class RespConnection:
         timer = loop.call_later(self.timeout, self._expire, proto, fut)
         fut.add_done_callback(lambda _: timer.cancel())
         return fut
-
-    async def _send(self, proto: _Protocol, data: bytes, n: int) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Any]] = loop.create_future()
-        proto.pending.append(_Pending(n, fut))
-        assert proto.transport is not None
-        proto.transport.write(data)
-        timer = loop.call_later(self.timeout, self._expire, proto, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
 
     def _expire(self, proto: _Protocol, fut: asyncio.Future[list[Any]]) -> None:
         if not fut.done():  # a late reply would be matched to the wrong request: start over on a new connection
@@ -153,14 +142,13 @@ class RespConnection:
             self._connecting = asyncio.Lock()
         async with self._connecting:
             proto = self._proto
-            if proto is not None and proto.lost is None and proto.transport is not None \
-                    and not proto.transport.is_closing():
+            if proto is not None and _alive(proto):
                 return proto
             self.close()
             new = await open_protocol(self._opts, _Protocol, self.connect_timeout)
             setup = setup_commands(self._opts)
             if setup:
-                replies = await self._send(new, b"".join(_pack(c) for c in setup), len(setup))
+                replies = await self._write(new, setup)
                 bad = [r for r in replies if isinstance(r, ResponseError)]
                 if bad:
                     assert new.transport is not None
@@ -173,6 +161,11 @@ class RespConnection:
         proto, self._proto = self._proto, None
         if proto is not None and proto.transport is not None:
             proto.transport.close()
+
+
+def _alive(proto: _Protocol | None) -> bool:
+    return proto is not None and proto.lost is None and proto.transport is not None \
+        and not proto.transport.is_closing()
 
 
 P = TypeVar("P", bound=asyncio.Protocol)

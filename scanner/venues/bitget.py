@@ -137,7 +137,7 @@ def book_checksum(book: L2Book) -> int:
 
 
 def make_book(channel: str) -> SyncedBook:
-    return SyncedBook(relation, book_checksum, checksum_depth=CHECKSUM_DEPTH, max_levels=1000, interleaved=True)
+    return SyncedBook(relation, book_checksum, checksum_depth=CHECKSUM_DEPTH, max_levels=1000)
 
 
 def _frame(op: str, insts: Sequence[str], channel: str) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import orjson
 
+from scanner.book.checksum import book_crc32_interleaved
 from scanner.book.errors import ParseError
-from scanner.book.l2 import L2Book, crc32_interleaved
 from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control
@@ -108,13 +108,8 @@ def relation(msg: BookMsg, local: int, first: bool) -> int:
     return GAP
 
 
-def book_checksum(book: L2Book) -> int:
-    b, a = book.bids, book.asks
-    return crc32_interleaved(b.pxs, b.szs, a.pxs, a.szs, 25)
-
-
 def make_book(channel: str) -> SyncedBook:
-    return SyncedBook(relation, book_checksum, checksum_depth=25, max_levels=400, interleaved=True)
+    return SyncedBook(relation, book_crc32_interleaved, checksum_depth=25, max_levels=400)
 
 
 def subscribe(insts: Sequence[str], channel: str) -> list[str]:
