@@ -201,3 +201,20 @@ def test_non_finite_or_negative_level_is_bad(px: str, sz: str) -> None:
     with pytest.raises(BadLevel):
         sb.on_message(msg(101, 100, bids=[[px, sz]]))
     assert not sb.valid
+
+
+def test_buffer_keeps_only_diffs_within_the_age_bound_and_still_bridges() -> None:
+    # A book waiting for a (rate-limited) REST snapshot: diffs older than max_buffer_ms before the newest
+    # are ones a snapshot requested now already contains, so they are dropped; the bridge still works.
+    sb = binance.make_book("depth")
+    sb._buffer_ns = 1_000 * 1_000_000  # 1 s
+    s = 1_000_000_000
+    frames = [BookMsg("BTCUSDT", False, [[f"{90 + i}", "1"]], [], 10 * i + 9, 10 * i, 0, 0, i * s // 2)
+              for i in range(1, 9)]  # U = 10i, u = 10i + 9, one every 0.5 s
+    for m in frames:
+        assert not sb.on_message(m)
+    assert sb.buffered == 3  # received at 3.0, 3.5 and 4.0 s: within 1 s of the newest
+    assert [m.seq for m in sb._buffer] == [69, 79, 89]
+    snap = BookMsg("BTCUSDT", True, [["80", "1"]], [["200", "1"]], 72, 0, 0, 0, 4 * s)
+    assert sb.on_snapshot(snap)  # lastUpdateId 72: bridges into the diff U=70..u=79
+    assert sb.valid and sb.book.seq == 89 and top(sb)[0] == ("98", "1")

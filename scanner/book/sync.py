@@ -6,7 +6,10 @@ in their checksum (``checksum``); the state machine is shared:
 
     WAITING --snapshot (WS push or REST)--> VALID --gap/checksum/crossed--> WAITING
 
-While WAITING, diffs are buffered (bounded) so a REST snapshot can be bridged to them.
+While WAITING, diffs are buffered so a REST snapshot can be bridged to them. The buffer is bounded
+by count and by age: a snapshot is taken after its request is sent, so diffs received well before
+that (more than ``max_buffer_ms`` before the newest) are ones it already contains. A book waiting
+long for a rate-limited snapshot therefore holds seconds of diffs, not thousands of frames.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class SyncedBook:
 
     __slots__ = (
         "_buffer",
+        "_buffer_ns",
         "_crc",
         "_crc_dirty",
         "_first",
@@ -58,6 +62,7 @@ class SyncedBook:
         checksum_depth: int = 25,
         max_levels: int = 1000,
         max_buffer: int = 2000,
+        max_buffer_ms: int = 15_000,
     ) -> None:
         self.book = L2Book()
         self.valid = False
@@ -66,6 +71,7 @@ class SyncedBook:
         self.checksum_depth = checksum_depth
         self.max_levels = max_levels
         self._buffer: deque[BookMsg] = deque(maxlen=max_buffer)
+        self._buffer_ns = max_buffer_ms * 1_000_000
         self._first = False  # the next diff is the first after a snapshot
         self._crc = 0
         self._crc_dirty = True
@@ -88,7 +94,11 @@ class SyncedBook:
         if msg.snapshot:
             return self.on_snapshot(msg)
         if not self.valid:
-            self._buffer.append(msg)
+            buf = self._buffer
+            buf.append(msg)
+            horizon = msg.recv_ns - self._buffer_ns
+            while buf[0].recv_ns < horizon:  # never empties it: msg itself is within the horizon
+                buf.popleft()
             return False
         try:
             rel = self.relation(msg, self.book.seq, self._first)
