@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -25,6 +24,7 @@ from scanner.detect.runner import run_detector
 from scanner.fee_describe import describe_fees
 from scanner.feed.collector import VenueCollector
 from scanner.feed.instruments import MarketsUnavailable, load_markets
+from scanner.gcpolicy import GcPolicy
 from scanner.sinks.http import HttpEndpoint
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
@@ -53,6 +53,7 @@ class Pipeline:
                                     health_check_interval=10)
         self.http = HttpEndpoint(self.metrics, settings.metrics.host, settings.metrics.port)
         self.store = BookStore(settings.redis, self.metrics)
+        self.gc = GcPolicy(self.metrics)
         self.collectors: dict[str, VenueCollector] = {}
         self.ccxt_collectors: dict[str, CcxtProCollector] = {}  # the ccxtpro:<id> long tail
         fees = {v.name: v.taker_fee for v in settings.venues.values()}
@@ -128,11 +129,12 @@ class Pipeline:
                                        name="transfer-refresh")
                     tg.create_task(run_detector(self.redis, self.settings.redis, self.detector, self.sink,
                                                 self.metrics, stop), name="detector")
-                # Everything built so far (modules, config, markets) lives for the whole run: keep it out
-                # of the collector's full passes, whose pauses otherwise show up in the p99 latency.
-                gc.freeze()
+                # no full GC pass on the hot path (scanner/gcpolicy.py); start-up objects frozen
+                self.gc.install()
+                tg.create_task(self.gc.run(stop), name="gc-full-passes")
                 self.started.set()
         finally:
+            self.gc.uninstall()
             await self.http.stop()
             self.store.conn.close()
             self.sink.conn.close()

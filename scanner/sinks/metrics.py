@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the exposition for no use here
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WEBHOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -185,6 +186,8 @@ class Metrics:
         self.opportunity_duration = Histogram("scanner_opportunity_duration_seconds",
                                               "How long closed opportunities lasted (first qualified to close)",
                                               buckets=DURATION_BUCKETS, registry=r)
+        self.gc_pause = Histogram("scanner_gc_pause_seconds", "Garbage-collector pauses by generation",
+                                  ["generation"], buckets=GC_BUCKETS, registry=r)
         self.detector_books = Gauge("scanner_detector_books", "Books the detector currently holds", registry=r)
         # webhooks (scanner/webhooks/sender.py)
         self.webhook_deliveries = Counter("scanner_webhook_deliveries",
