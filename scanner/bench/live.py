@@ -69,6 +69,7 @@ async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], sy
         await task
     sink, store, m = pipeline.sink, pipeline.store, pipeline.metrics
     sink.latencies_ns.clear()
+    sink.detect_ns.clear()
     emitted0, writes0 = sink.emitted, store.writes
     updates0, frames0, evals0 = _sum(m, "scanner_book_updates"), _sum(m, "scanner_messages"), _sum(
         m, "scanner_evaluations")
@@ -80,11 +81,13 @@ async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], sy
         sim_rss = max(sim_rss, sum(map(rss_mb, sim_pids)))
     el = time.monotonic() - t0
     lat = [x / 1e6 for x in sink.latencies_ns]
+    det = [x / 1e6 for x in sink.detect_ns]
     out = {
         "venues": len(urls), "symbols": len(symbols), "seconds": round(el, 1),
         "books": sum(1 for _ in m.book_rows()),
         "events": sink.emitted - emitted0, "samples": len(lat),
         "p50_ms": pct(lat, 0.5), "p90_ms": pct(lat, 0.9), "p99_ms": pct(lat, 0.99), "max_ms": max(lat, default=0.0),
+        "eval_p50_ms": pct(det, 0.5), "eval_p99_ms": pct(det, 0.99),
         "cpu_pct": 100 * (time.process_time() - cpu0) / el, "rss_mb": rss_peak,
         "sim_cpu_pct": 100 * (sum(map(cpu_s, sim_pids)) - sim_cpu0) / el, "sim_rss_mb": sim_rss,
         "book_updates_per_s": (_sum(m, "scanner_book_updates") - updates0) / el,
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tick-ms", type=int, default=100)
     ap.add_argument("--stagger-ms", type=int, default=2, help="0: every book pushes at the same instant each tick")
     ap.add_argument("--sim-procs", type=int, default=2, help="simulator processes (venues split between them)")
+    ap.add_argument("--sim-nice", type=int, default=10,
+                    help="simulators' CPU priority below the pipeline's (0: equal): they stand in for remote venues")
     ap.add_argument("--all-pairs", action="store_true", help="every evaluated pair qualifies (latency stress)")
     args = ap.parse_args(argv)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so the simulators and Redis are stopped too
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 sim, got, n = start_simulators(group, symbols, [
                     "--tick-ms", str(args.tick_ms), "--stagger-ms", str(args.stagger_ms), "--markets-dir", str(markets),
-                    *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]])
+                    *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]], nice=args.sim_nice)
                 sims.append(sim)
                 urls.update(got)
                 served += n
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           f"@ {args.tick_ms} ms, {res['seconds']:.0f} s")
     print(f"  frame -> opportunity in Redis: p50 {res['p50_ms']:.3f} ms  p90 {res['p90_ms']:.3f} ms  "
           f"p99 {res['p99_ms']:.3f} ms  max {res['max_ms']:.2f} ms  ({res['samples']:.0f} events)")
+    print(f"    of which frame -> evaluated: p50 {res['eval_p50_ms']:.3f} ms  p99 {res['eval_p99_ms']:.3f} ms")
     print(f"  pipeline: cpu {res['cpu_pct']:.1f}% of a core, peak rss {res['rss_mb']:.0f} MB; "
           f"{res['book_updates_per_s']:.0f} book updates/s, {res['frames_per_s']:.0f} frames/s, "
           f"{res['book_writes_per_s']:.0f} Redis book writes/s, {res['evaluations_per_s']:.0f} evaluations/s")

@@ -51,12 +51,15 @@ def shared_symbols(venues: list[str], limit: int) -> list[str]:
     return [s for s, _n in count.most_common(limit)]
 
 
-def start_simulators(venues: list[str], symbols: list[str], extra: list[str]
+def start_simulators(venues: list[str], symbols: list[str], extra: list[str], nice: int = 0
                      ) -> tuple[subprocess.Popen[str], dict[str, tuple[str, str]], int]:
-    """``scanner simulate`` for ``venues`` on free ports; (process, venue -> (ws, rest) URL, books served)."""
+    """``scanner simulate`` for ``venues`` on free ports; (process, venue -> (ws, rest) URL, books served).
+    ``nice`` > 0 lowers the simulators' CPU priority: they stand in for exchanges on other machines, so
+    on a small box they must not take the CPU from the pipeline being measured when both want it."""
     cmd = [sys.executable, "-m", "scanner", "simulate", "--venues", ",".join(venues), "--symbols", ",".join(symbols),
            *[a for v in venues for a in ("--port", f"{v}=0")], *extra]
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                           preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None)
     urls: dict[str, tuple[str, str]] = {}
     served = 0
     assert sim.stdout is not None

@@ -34,6 +34,8 @@ class OpportunitySink:
         self.emitted = 0
         # frame received → stream write acknowledged, per open/update event (the benchmark reads these)
         self.latencies_ns: deque[int] = deque(maxlen=200_000)
+        # of which frame received → evaluated by the detector (the rest is the XADD's round trip)
+        self.detect_ns: deque[int] = deque(maxlen=200_000)
         # webhooks (scanner/webhooks/): (outbox stream, maxlen); every event is appended once, in the same pipeline
         self.outbox: tuple[str, int] | None = None
 
@@ -82,6 +84,7 @@ class OpportunitySink:
             m.redis_errors.labels("opportunity_stream").inc()
             log.error("redis: could not append %d opportunities to stream %s: %s", len(opps), st.stream, error)
         done_ns = time.time_ns()
+        info = log.isEnabledFor(logging.INFO)
         for o, p in zip(opps, payloads, strict=True):
             self.emitted += 1
             labels = (o.symbol, o.buy_venue, o.sell_venue)
@@ -94,5 +97,7 @@ class OpportunitySink:
             else:  # the close event's trigger may be a poll, not a frame: no latency sample
                 m.opportunity_size.labels(*labels).set(float(o.size))
                 self.latencies_ns.append(done_ns - o.recv_ns)
+                self.detect_ns.append(o.detected_ns - o.recv_ns)
                 m.detect_latency.observe(max(0.0, (done_ns - o.recv_ns) / 1e9))
-            log.info("opportunity %s", p.decode())
+            if info:
+                log.info("opportunity %s", p.decode())
