@@ -127,8 +127,9 @@ class Pipeline:
                     if self.settings.transfers.refresh:  # live transfer status (ccxt fetch_currencies)
                         tg.create_task(transfer_build.refresh(self.settings, self.detector.transfers, stop),
                                        name="transfer-refresh")
+                    local = self.store.listeners if COLLECT in self.roles else None  # books written here: in process
                     tg.create_task(run_detector(self.redis, self.settings.redis, self.detector, self.sink,
-                                                self.metrics, stop), name="detector")
+                                                self.metrics, stop, local), name="detector")
                 # no full GC pass on the hot path (scanner/gcpolicy.py); start-up objects frozen
                 self.gc.install()
                 tg.create_task(self.gc.run(stop), name="gc-full-passes")

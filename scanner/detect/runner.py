@@ -7,6 +7,11 @@ Between messages it polls the detector (at most every 100 ms), so an opportunity
 goes silent is closed and a persisted candidate opens even when no frame arrives.
 Survives Redis going away: it pauses, reconnects with backoff, re-reads every stored book
 (so nothing published during the outage is missed for long) and carries on.
+
+When this process also collects (``scanner run``), the book store hands the detector the same payloads
+it publishes, in process, as they go out (``local``: the store's listener list): one Redis round trip
+less per book. Those books' copies from the channel are then skipped, by origin (venue and symbol);
+books that other processes publish are read from the channel as before.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,18 +34,21 @@ from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
 from scanner.store.resp import RespSubscriber
-from scanner.store.schema import KEY_PREFIX, BookView, decode_book
+from scanner.store.schema import KEY_PREFIX, BookView, decode_book, origin
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # the detector's poll() (stale books, persisted candidates) runs at least this often
 
 
+LocalFeed = list[Callable[[list[bytes]], None]]  # the book store's listeners: payloads written in this process
+
+
 async def run_detector(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
-                       metrics: Metrics, stop: asyncio.Event) -> None:
+                       metrics: Metrics, stop: asyncio.Event, local: LocalFeed | None = None) -> None:
     delays = backoff(base=0.2, cap=5.0)
     while not stop.is_set():
         try:
-            await _follow(redis, settings, detector, sink, metrics, stop)
+            await _follow(redis, settings, detector, sink, metrics, stop, local)
             delays = backoff(base=0.2, cap=5.0)
         except (RedisError, OSError) as exc:
             metrics.redis_errors.labels("detector").inc()
@@ -83,13 +92,25 @@ class _Emitter:
 
 
 async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
-                  metrics: Metrics, stop: asyncio.Event) -> None:
+                  metrics: Metrics, stop: asyncio.Event, local: LocalFeed | None) -> None:
     emitter = _Emitter(sink)
     emit_task = asyncio.create_task(emitter.run(), name="opportunity-emitter")
+    mine: set[bytes] = set()  # origins of the books the local feed brings
+
+    def on_local(payloads: list[bytes]) -> None:
+        for payload in payloads:
+            mine.add(origin(payload))
+        on_books(payloads)
+
+    def on_channel(payloads: list[bytes]) -> None:
+        if mine:
+            payloads = [p for p in payloads if origin(p) not in mine]
+        if payloads:
+            on_books(payloads)
 
     def on_books(payloads: list[bytes]) -> None:
-        # Every book one socket read brought; evaluate only the newest of each (symbol, venue): under
-        # load the detector catches up instead of queueing. Runs in the read callback, no task switch.
+        # Every book one socket read (or one store pass) brought; evaluate only the newest of each (symbol,
+        # venue): under load the detector catches up instead of queueing. Runs in the read callback.
         latest: dict[tuple[str, str], BookView] = {}
         for payload in payloads:
             view = _decode(payload, metrics)
@@ -100,10 +121,12 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             _evaluate(view, detector, emitter, metrics)
         metrics.detector_books.set(detector.book_count())
 
-    sub = RespSubscriber(settings.url, settings.channel, on_books)
+    sub = RespSubscriber(settings.url, settings.channel, on_channel)
     lost: asyncio.Task[None] | None = None
     try:
         await sub.start()
+        if local is not None:
+            local.append(on_local)
         await _seed(redis, detector, emitter)
         log.info("detector: following channel %s with %d books", settings.channel, detector.book_count())
         lost = asyncio.create_task(sub.wait_lost())
@@ -115,6 +138,8 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             if polled:
                 emitter.put(polled)
     finally:
+        if local is not None and on_local in local:
+            local.remove(on_local)
         if lost is not None:
             lost.cancel()
         sub.close()
@@ -134,6 +159,9 @@ async def _seed(redis: Redis, detector: SpreadDetector, emitter: _Emitter) -> No
                 view = decode_book(payload)
             except ValueError:
                 continue
+            held = detector.books.get(view.symbol, {}).get(view.venue)
+            if view.valid and held is not None and held.recv_ns >= view.recv_ns:
+                continue  # the local feed already brought this book or a newer one
             opps = detector.update(view, time.time_ns())
             if opps:
                 emitter.put(opps)

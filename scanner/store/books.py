@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from scanner.aio import wait_stop
 from scanner.book.l2 import L2Book
@@ -44,6 +44,7 @@ class BookStore:
         # Benchmarks only (scanner/bench/throughput.py): called after every acknowledged pass. Off (None)
         # by default: then it costs one attribute test per pass, nothing per book.
         self.on_written: WrittenHook | None = None
+        self.listeners: list[Callable[[list[bytes]], None]] = []
 
     def set_integrity(self, venue: str, integrity: str) -> None:
         """Label every book of ``venue`` (the ccxt.pro adapter sets ``"ccxt"``)."""
@@ -101,20 +102,37 @@ class BookStore:
                 log.warning("redis: book writes recovered")
             self.healthy, delay = True, 0.05
 
+    def _notify(self, payloads: list[bytes]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(payloads)
+            except Exception:  # a consumer's bug must not stop the book writes
+                log.exception("book store: a local listener failed on %d books", len(payloads))
+
     async def _write(self, batch: dict[tuple[str, str], L2Book | None]) -> None:
         s = self.settings
         now = time.time_ns()
         integrity, key_ttl, channel = self.integrity, s.book_ttl_ms, s.channel
         commands: list[tuple[str | bytes | int, ...]] = []
+        payloads: list[bytes] = []
         for (venue, symbol), book in batch.items():
             payload = encode_book(venue, symbol, book, s.book_depth, now, integrity.get(venue, INTEGRITY_NATIVE))
             commands.append(("SET", book_key(symbol, venue), payload, "PX", key_ttl))
             commands.append(("PUBLISH", channel, payload))
+            payloads.append(payload)
         hook = self.on_written
         # taken before the await: the books are live objects that keep changing meanwhile
         stamps = None if hook is None else [(v, sym, b.seq, b.recv_ns) for (v, sym), b in batch.items()
                                         if b is not None]
-        await self.conn.execute(commands)
+        sent = self.conn.send(commands) if self.listeners else None
+        if sent is None:
+            await self.conn.execute(commands)  # connects first if needed
+            self._notify(payloads)
+        else:
+            self._notify(payloads)  # on its way to Redis: listeners need not wait for the round trip
+            for reply in await sent:
+                if isinstance(reply, ResponseError):
+                    raise reply
         if hook is not None and stamps is not None:
             hook(stamps, time.time_ns())
         self.writes += len(batch)

@@ -50,6 +50,13 @@ def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns
     })
 
 
+def origin(payload: bytes) -> bytes:
+    """Which book a payload of :func:`encode_book` is, without parsing it: its leading
+    ``{"venue":...,"symbol":...`` bytes (the same for every payload of one book)."""
+    end = payload.find(b',"valid"')
+    return payload if end < 0 else payload[:end]
+
+
 @dataclass(slots=True)
 class BookView:
     """A book as the detector sees it: exact levels plus floats for a cheap pre-check.
