@@ -6,6 +6,7 @@ walk of inserts, updates and deletions near the touch drives them side by side.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import zlib
@@ -165,3 +166,185 @@ def test_every_string_length_copies_exactly(n: int) -> None:
     assert _core is not None
     px, sz = "7" * n if n else "", "0." + "1" * n
     assert _core.interleaved_crc32([px], [sz], [sz], [px], 25) == pycore.interleaved_crc32([px], [sz], [sz], [px], 25)
+
+
+# ---- kernels added for the per-frame venues (Kraken, Bybit, KuCoin, Coinbase, Hyperliquid) ----------
+
+
+def _kraken_text(px: str, sz: str) -> str:
+    return px.replace(".", "").lstrip("0") + sz.replace(".", "").lstrip("0")
+
+
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+def test_kraken_crc32_is_the_kraken_algorithm(core: ModuleType) -> None:
+    rng = random.Random(13)
+    for nb, na, depth in [(30, 30, 10), (3, 40, 10), (40, 0, 10), (0, 0, 10), (12, 5, 25)]:
+        bpx = [f"{0.05 - i * 0.0001:.6f}" for i in range(nb)]
+        apx = [f"{65000.1 + i:.5f}" for i in range(na)]
+        bsz = [_fmt(rng.random() * 10, 8) or "0.00000001" for _ in range(nb)]
+        asz = [f"{rng.random() * 100:.8f}" for _ in range(na)]
+        text = "".join(_kraken_text(apx[i], asz[i]) for i in range(min(na, depth)))
+        text += "".join(_kraken_text(bpx[i], bsz[i]) for i in range(min(nb, depth)))
+        assert core.kraken_crc32(bpx, bsz, apx, asz, depth) == zlib.crc32(text.encode())
+    assert core.kraken_crc32(["0.0050"], ["00.10"], ["..5"], ["10"], 10) == zlib.crc32(b"5105010")
+
+
+@needs_c
+@pytest.mark.parametrize("n", range(0, 24))
+def test_kraken_crc32_c_matches_pycore_on_odd_strings(n: int) -> None:
+    assert _core is not None
+    px, sz = ("0." * n) + "0" * n + "12.30", "é" * (n % 3) + "0.5"
+    args = ([px, "1"], [sz, "2"], [sz, "0.1"], [px, "3"], 10)
+    assert _core.kraken_crc32(*args) == pycore.kraken_crc32(*args)
+    for core in CORES:
+        with pytest.raises(TypeError):
+            core.kraken_crc32([1.5], ["1"], [], [], 10)
+        with pytest.raises(ValueError):
+            core.kraken_crc32(["1"], [], [], [], 10)
+
+
+@needs_c
+def test_apply_sides_matches_apply_rows_and_pycore() -> None:
+    """apply_sides = apply_rows on both sides + the cut to max_levels + the crossed flag, in both cores."""
+    assert _core is not None
+    seed = random.Random(19)
+    snap_b, snap_a = _random_rows(seed, 99.0, 80), _random_rows(seed, 101.0, 80)
+    books = [(list(core.load_rows(snap_b, True)), list(core.load_rows(snap_a, False))) for core in CORES]
+    rng = random.Random(21)
+    for step in range(3000):
+        mid = 100.0 + rng.uniform(-3, 3)
+        bids, asks = _random_rows(rng, mid - 1, rng.randint(0, 3)), _random_rows(rng, mid + 1, rng.randint(0, 3))
+        watch, max_levels = rng.choice((1, 10, 25)), rng.choice((20, 60, 1000))
+        (bk, bp, bs), (ak, ap, az) = [[list(x) for x in side] for side in books[0]]
+        touched = pycore.apply_rows(bk, bp, bs, bids, True, watch)
+        touched = pycore.apply_rows(ak, ap, az, asks, False, watch) or touched
+        for side in (bk, bp, bs, ak, ap, az):
+            del side[max_levels:]
+        crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
+        for core, (b, a) in zip(CORES, books, strict=True):
+            flags = core.apply_sides(*b, *a, bids, asks, watch, max_levels)
+            assert flags == (1 if touched else 0) | (2 if crossed else 0), (core.__name__, step)
+            assert (b, a) == ([bk, bp, bs], [ak, ap, az]), (core.__name__, step)
+    for core in CORES:
+        with pytest.raises(ValueError):
+            core.apply_sides([], [], [], [], [], [], [["1", "1"]], [["-1", "1"]], 10, 10)
+
+
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+def test_pick_and_split_rows(core: ModuleType) -> None:
+    levels = [{"px": "30.1", "sz": "2", "n": 3}, {"px": "30.0", "sz": "0.5", "n": 1}]
+    assert core.pick_rows(levels, "px", "sz") == [["30.1", "2"], ["30.0", "0.5"]]
+    assert core.pick_rows([], "px", "sz") == []
+    bad_levels: list[object] = [{"px": 1.5, "sz": "1"}, {"sz": "1"}, ["30", "1"], None]
+    for bad in bad_levels:
+        assert core.pick_rows([levels[0], bad], "px", "sz") is None
+    assert core.pick_rows("nope", "px", "sz") is None
+    ups = [{"side": "bid", "t": "x", "price_level": "1.5", "new_quantity": "2"},
+           {"side": "offer", "price_level": "1.6", "new_quantity": "0"},
+           {"side": "bid", "price_level": "1.4", "new_quantity": "3"}]
+    assert core.split_rows(ups, "side", "bid", "offer", "price_level", "new_quantity") == (
+        [["1.5", "2"], ["1.4", "3"]], [["1.6", "0"]])
+    bads: list[object] = [{"side": "ask", "price_level": "1", "new_quantity": "1"},
+                          {"price_level": "1", "new_quantity": "1"},
+                          {"side": "bid", "price_level": 1, "new_quantity": "1"},
+                          {"side": "bid", "price_level": "1"}, "x"]
+    for bad in bads:
+        assert core.split_rows([*ups, bad], "side", "bid", "offer", "price_level", "new_quantity") is None
+
+
+_L2_FRAME = ('{"channel":"l2_data","client_id":"","timestamp":"2026-08-09T21:05:48.48Z","sequence_num":13,'
+             '"events":[{"type":"snapshot","product_id":"BTC-USD","updates":['
+             '{"side":"bid","event_time":"2026-08-09T21:05:48.1Z","price_level":"65083.66","new_quantity":"0.2"},'
+             '{"side":"offer","event_time":"2026-08-09T21:05:48.1Z","price_level":"65084","new_quantity":"1"}]},'
+             '{"type":"update","product_id":"ETH-USD","updates":[],"extra":{"a":[1,-2.5e3,true,false,null,{}]}}]}')
+
+
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+def test_coinbase_l2_reads_the_fields_the_parser_uses(core: ModuleType) -> None:
+    want = ("l2_data", "2026-08-09T21:05:48.48Z", 13,
+            [("snapshot", "BTC-USD", [["65083.66", "0.2"]], [["65084", "1"]]), ("update", "ETH-USD", [], [])])
+    assert core.coinbase_l2(_L2_FRAME) == want
+    assert core.coinbase_l2(_L2_FRAME.encode()) == want
+    assert core.coinbase_l2(json.dumps(json.loads(_L2_FRAME), separators=(" , ", " : "))) == want
+
+
+@needs_c
+@pytest.mark.parametrize("text", [
+    _L2_FRAME[:-1], _L2_FRAME + "x", _L2_FRAME.replace('"side":"bid"', '"side":"ask"'),
+    _L2_FRAME.replace('"new_quantity":"1"', '"new_quantity":1'), _L2_FRAME.replace('"price_level":"65084",', ""),
+    _L2_FRAME.replace('"sequence_num":13', '"sequence_num":13.0'), _L2_FRAME.replace('"sequence_num":13,', ""),
+    _L2_FRAME.replace('"client_id":""', '"channel":"l2_data"'), _L2_FRAME.replace('"client_id":""', '"type":"x"'),
+    _L2_FRAME.replace("65083.66", "65083\\u0036"), _L2_FRAME.replace("BTC-USD", "BTC-USDé"),
+    _L2_FRAME.replace(",", ",\n"), _L2_FRAME.replace("true", "tru"), _L2_FRAME.replace("-2.5e3", "-2.e3"),
+    _L2_FRAME.replace("-2.5e3", "01"), _L2_FRAME.replace("-2.5e3", "NaN"),
+    _L2_FRAME.replace('"updates":[]', '"updates":{}'),
+    _L2_FRAME.replace('"product_id":"ETH-USD"', '"product_id":7'), "[]", "{}", "", "nope",
+])
+def test_coinbase_l2_gives_up_on_anything_else_in_both_cores(text: str) -> None:
+    assert _core is not None
+    assert _core.coinbase_l2(text) is None
+    assert pycore.coinbase_l2(text) is None
+
+
+@needs_c
+def test_coinbase_l2_c_matches_pycore_on_random_frames() -> None:
+    assert _core is not None
+    rng = random.Random(23)
+    for _ in range(300):
+        ups = [{"side": rng.choice(("bid", "offer")), "event_time": "2026-08-09T21:05:48Z",
+                "price_level": _fmt(rng.random() * 1000, rng.randint(0, 8)), "new_quantity": _fmt(rng.random(), 8)}
+               for _ in range(rng.randint(0, 30))]
+        event = {"type": rng.choice(("snapshot", "update", "odd")), "product_id": "SOL-USD", "updates": ups}
+        frame = {"channel": "l2_data", "timestamp": "2026-08-09T21:05:48.5Z",
+                 "sequence_num": rng.randint(0, 10**12), "events": [event]}
+        text = json.dumps(frame, separators=(",", ":") if rng.random() < 0.5 else (", ", ": "))
+        assert _core.coinbase_l2(text) == pycore.coinbase_l2(text) is not None
+        cut = text[: rng.randint(0, len(text) - 1)]
+        assert _core.coinbase_l2(cut) is None and pycore.coinbase_l2(cut) is None
+
+
+_V1_DIFF = ('[1920,{"a":[["0.043230","52785.98896926","1618678135.043564"]],"b":[["0.04","1.5","1.0","r"]],'
+            '"c":"0325"},"book-1000","SC/EUR"]')
+
+
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+def test_kraken_v1_reads_book_diffs(core: ModuleType) -> None:
+    want = ("SC/EUR", "book-1000", [["0.043230", "52785.98896926", "1618678135.043564"]],
+            [["0.04", "1.5", "1.0", "r"]], 325)
+    assert core.kraken_v1(_V1_DIFF) == want
+    assert core.kraken_v1(_V1_DIFF.encode()) == want
+    assert core.kraken_v1(json.dumps(json.loads(_V1_DIFF), separators=(" , ", " : "))) == want
+    assert core.kraken_v1('[{"x":[1,{}]},{},"ticker","XBT/USD"]') == ("XBT/USD", "ticker", [], [], 0)
+
+
+@needs_c
+@pytest.mark.parametrize("text", [
+    _V1_DIFF[:-1], _V1_DIFF + "]", _V1_DIFF.replace('"c":"0325"', '"c":325'),
+    _V1_DIFF.replace("0325", "12345678901"),
+    _V1_DIFF.replace("0325", "-1"), _V1_DIFF.replace("0325", ""), _V1_DIFF.replace('"a"', '"as"'),
+    _V1_DIFF.replace('"b"', '"a"'), _V1_DIFF.replace('"r"', "1"), _V1_DIFF.replace(',"r"', ',"r"' * 7),
+    _V1_DIFF.replace('["0.04","1.5","1.0","r"]', '["0.04"]'), _V1_DIFF.replace('"SC/EUR"', "7"),
+    _V1_DIFF.replace("SC/EUR", "SC/EUé"), _V1_DIFF.replace("1920", "NaN"), _V1_DIFF.replace(",", ",\t"),
+    _V1_DIFF.replace("SC/EUR", 'SC\\"EUR'), '[1,{},"book-10","X",5]', '[1,{},"book-10"]', "{}", "", "[]",
+])
+def test_kraken_v1_gives_up_on_anything_else_in_both_cores(text: str) -> None:
+    assert _core is not None
+    assert _core.kraken_v1(text) is None
+    assert pycore.kraken_v1(text) is None
+
+
+@needs_c
+def test_kraken_v1_c_matches_pycore_on_random_frames() -> None:
+    assert _core is not None
+    rng = random.Random(29)
+    for _ in range(500):
+        part: dict[str, object] = {}
+        for key in rng.sample(["a", "b", "c"], rng.randint(0, 3)):
+            part[key] = str(rng.randint(0, 4294967295)) if key == "c" else [
+                [_fmt(rng.random() * 100, 5), _fmt(rng.random(), 8), "1618678135.1"] + ["r"] * rng.randint(0, 1)
+                for _ in range(rng.randint(0, 4))]
+        text = json.dumps([rng.randint(0, 9999), part, "book-1000", "XBT/USD"],
+                          separators=(",", ":") if rng.random() < 0.5 else (", ", ": "))
+        assert _core.kraken_v1(text) == pycore.kraken_v1(text) is not None
+        cut = text[: rng.randint(0, len(text) - 1)]
+        assert _core.kraken_v1(cut) is None and pycore.kraken_v1(cut) is None

@@ -7,6 +7,12 @@
  *   apply_rows(keys, pxs, szs, rows, neg, watch) -> bool
  *   load_rows(rows, neg) -> (keys, pxs, szs)
  *   interleaved_crc32(bpx, bsz, apx, asz, depth) -> int   (signed, as OKX and Bitget send it)
+ *   kraken_crc32(bpx, bsz, apx, asz, depth) -> int        (unsigned, Kraken's asks-then-bids digits)
+ *   apply_sides(bkeys, bpxs, bszs, akeys, apxs, aszs, bids, asks, watch, max_levels) -> int
+ *   pick_rows(items, px_key, sz_key) -> list | None
+ *   split_rows(items, side_key, bid, ask, px_key, sz_key) -> (bids, asks) | None
+ *   coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks), ...]) | None
+ *   kraken_v1(text) -> (pair, name, asks, bids, checksum) | None
  *
  * Numbers are read the way float() reads them (PyOS_string_to_double for plain ASCII, else
  * float() itself), and the level check is the one pycore makes, with the same message.
@@ -597,6 +603,718 @@ fail:
     return NULL;
 }
 
+/* Append s's UTF-8 to buf with every '.' removed and the leading '0's (after that) stripped: one level
+ * field of Kraken's checksum text. -1 with an exception if s is not a str. */
+static int
+put_kraken(PyObject *s, char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stack)
+{
+    Py_ssize_t n;
+    const char *u;
+    if (PyUnicode_CheckExact(s) && PyUnicode_IS_COMPACT_ASCII(s)) {
+        u = (const char *)PyUnicode_DATA(s);
+        n = PyUnicode_GET_LENGTH(s);
+    }
+    else {
+        u = PyUnicode_Check(s) ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
+        if (u == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "checksum level %R is not a str", s);
+            return -1;
+        }
+    }
+    if (*len + n > *cap && grow(buf, *len, cap, *len + n, stack) < 0)
+        return -1;
+    char *d = *buf + *len;
+    Py_ssize_t i = 0;
+    while (i < n && (u[i] == '.' || u[i] == '0'))
+        i++;
+    for (; i < n; i++)
+        if (u[i] != '.')
+            *d++ = u[i];
+    *len = d - *buf;
+    return 0;
+}
+
+/* kraken_crc32(bpx, bsz, apx, asz, depth) -> int: unsigned CRC32 of the best depth asks then bids,
+ * each as price then size with '.' removed and leading zeros stripped, no separators (Kraken v1/v2). */
+static PyObject *
+kraken_crc32(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "kraken_crc32(bpx, bsz, apx, asz, depth)");
+        return NULL;
+    }
+    for (int a = 0; a < 4; a++)
+        if (!PyList_CheckExact(args[a])) {
+            PyErr_SetString(PyExc_TypeError, "kraken_crc32: levels must be lists");
+            return NULL;
+        }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[4]);
+    if (depth == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *bpx = args[0], *bsz = args[1], *apx = args[2], *asz = args[3];
+    Py_ssize_t nb = PyList_GET_SIZE(bpx), na = PyList_GET_SIZE(apx);
+    if (PyList_GET_SIZE(bsz) < nb || PyList_GET_SIZE(asz) < na) {
+        PyErr_SetString(PyExc_ValueError, "kraken_crc32: size lists are shorter than price lists");
+        return NULL;
+    }
+    nb = nb < depth ? nb : depth;
+    na = na < depth ? na : depth;
+    char stack[2048];
+    char *buf = stack;
+    Py_ssize_t len = 0, cap = sizeof(stack);
+    for (Py_ssize_t i = 0; i < na; i++)
+        if (put_kraken(PyList_GET_ITEM(apx, i), &buf, &len, &cap, stack) < 0 ||
+            put_kraken(PyList_GET_ITEM(asz, i), &buf, &len, &cap, stack) < 0)
+            goto fail;
+    for (Py_ssize_t i = 0; i < nb; i++)
+        if (put_kraken(PyList_GET_ITEM(bpx, i), &buf, &len, &cap, stack) < 0 ||
+            put_kraken(PyList_GET_ITEM(bsz, i), &buf, &len, &cap, stack) < 0)
+            goto fail;
+    uint32_t v = crc32_ieee((const unsigned char *)buf, (size_t)len);
+    if (buf != stack)
+        PyMem_Free(buf);
+    return PyLong_FromUnsignedLong(v);
+fail:
+    if (buf != stack)
+        PyMem_Free(buf);
+    return NULL;
+}
+
+/* apply_sides(bkeys, bpxs, bszs, akeys, apxs, aszs, bids, asks, watch, max_levels) -> int: apply_rows on
+ * the bids then the asks, cut each side to max_levels, and return 1 (a change within the best watch
+ * levels) | 2 (the book is crossed: best bid >= best ask). One call per frame instead of four. */
+static PyObject *
+apply_sides(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError,
+                        "apply_sides(bkeys, bpxs, bszs, akeys, apxs, aszs, bids, asks, watch, max_levels)");
+        return NULL;
+    }
+    Py_ssize_t max_levels = PyLong_AsSsize_t(args[9]);
+    if (max_levels == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *bargs[6] = {args[0], args[1], args[2], args[6], Py_True, args[8]};
+    PyObject *aargs[6] = {args[3], args[4], args[5], args[7], Py_False, args[8]};
+    PyObject *r = apply_rows(self, bargs, 6);
+    if (r == NULL)
+        return NULL;
+    long flags = r == Py_True;
+    Py_DECREF(r);
+    r = apply_rows(self, aargs, 6);
+    if (r == NULL)
+        return NULL;
+    flags |= r == Py_True;
+    Py_DECREF(r);
+    for (int s = 0; s < 6; s++)
+        if (PyList_GET_SIZE(args[s]) > max_levels &&
+            PyList_SetSlice(args[s], max_levels, PyList_GET_SIZE(args[s]), NULL) < 0)
+            return NULL;
+    PyObject *bk = args[0], *ak = args[3];
+    if (PyList_GET_SIZE(bk) && PyList_GET_SIZE(ak) &&
+        -PyFloat_AsDouble(PyList_GET_ITEM(bk, 0)) >= PyFloat_AsDouble(PyList_GET_ITEM(ak, 0)))
+        flags |= 2;
+    if (PyErr_Occurred())
+        return NULL;
+    return PyLong_FromLong(flags);
+}
+
+/* A new [px, sz] list from an object's two string fields; NULL with no exception set when item is
+ * not a dict or a field is missing or not a str (the caller's Python path then reports it). */
+static PyObject *
+pick_pair(PyObject *item, PyObject *px_key, PyObject *sz_key)
+{
+    if (!PyDict_CheckExact(item))
+        return NULL;
+    PyObject *px = PyDict_GetItemWithError(item, px_key);
+    if (px == NULL || !PyUnicode_CheckExact(px))
+        return NULL;
+    PyObject *sz = PyDict_GetItemWithError(item, sz_key);
+    if (sz == NULL || !PyUnicode_CheckExact(sz))
+        return NULL;
+    PyObject *row = PyList_New(2);
+    if (row == NULL)
+        return NULL;
+    Py_INCREF(px);
+    Py_INCREF(sz);
+    PyList_SET_ITEM(row, 0, px);
+    PyList_SET_ITEM(row, 1, sz);
+    return row;
+}
+
+/* pick_rows(items, px_key, sz_key) -> list | None: [[item[px_key], item[sz_key]], ...] when every item
+ * is a dict whose two fields are str, else None (Hyperliquid's {"px","sz","n"} levels). */
+static PyObject *
+pick_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "pick_rows(items, px_key, sz_key)");
+        return NULL;
+    }
+    PyObject *items = args[0];
+    if (!PyList_CheckExact(items))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = pick_pair(PyList_GET_ITEM(items, i), args[1], args[2]);
+        if (row == NULL) {
+            Py_DECREF(out);
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        PyList_SET_ITEM(out, i, row);
+    }
+    return out;
+}
+
+/* split_rows(items, side_key, bid, ask, px_key, sz_key) -> (bids, asks) | None: each item's
+ * [item[px_key], item[sz_key]] appended to bids when item[side_key] == bid, to asks when == ask; None
+ * when an item is not a dict, a field is missing or not a str, or a side is neither (Coinbase updates). */
+static PyObject *
+split_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "split_rows(items, side_key, bid, ask, px_key, sz_key)");
+        return NULL;
+    }
+    PyObject *items = args[0], *side_key = args[1], *bid = args[2], *ask = args[3];
+    if (!PyList_CheckExact(items))
+        Py_RETURN_NONE;
+    PyObject *bids = PyList_New(0), *asks = PyList_New(0);
+    if (bids == NULL || asks == NULL)
+        goto fail;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyDict_CheckExact(item))
+            goto none;
+        PyObject *side = PyDict_GetItemWithError(item, side_key);
+        if (side == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            goto none;
+        }
+        PyObject *dest;
+        int eq = side == bid ? 1 : PyObject_RichCompareBool(side, bid, Py_EQ);
+        if (eq < 0)
+            goto fail;
+        if (eq)
+            dest = bids;
+        else {
+            eq = side == ask ? 1 : PyObject_RichCompareBool(side, ask, Py_EQ);
+            if (eq < 0)
+                goto fail;
+            if (!eq)
+                goto none;
+            dest = asks;
+        }
+        PyObject *row = pick_pair(item, args[4], args[5]);
+        if (row == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            goto none;
+        }
+        int rc = PyList_Append(dest, row);
+        Py_DECREF(row);
+        if (rc < 0)
+            goto fail;
+    }
+    PyObject *out = PyTuple_Pack(2, bids, asks);
+    Py_DECREF(bids);
+    Py_DECREF(asks);
+    return out;
+none:
+    Py_DECREF(bids);
+    Py_DECREF(asks);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    return NULL;
+}
+
+/* ---- coinbase_l2: Coinbase Advanced Trade l2_data frames read straight from their text ----------------
+ * A strict scanner for JSON text of printable ASCII without backslashes (anything else: None, and the caller
+ * decodes the frame in full): only the fields the parser reads become objects; every other value is checked
+ * and skipped. */
+typedef struct {
+    const char *p, *end;
+    int depth;
+} scan_t;
+
+static inline void
+sc_ws(scan_t *s)
+{
+    while (s->p < s->end && *s->p == ' ')
+        s->p++;
+}
+
+static inline int
+sc_char(scan_t *s, char c)
+{
+    sc_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string's content span (no escapes: the text has no backslash). */
+static int
+sc_str(scan_t *s, const char **a, Py_ssize_t *n)
+{
+    if (!sc_char(s, '"'))
+        return 0;
+    const char *q = memchr(s->p, '"', (size_t)(s->end - s->p));
+    if (q == NULL)
+        return 0;
+    *a = s->p;
+    *n = q - s->p;
+    s->p = q + 1;
+    return 1;
+}
+
+static int
+sc_digits(scan_t *s)
+{
+    const char *b = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > b;
+}
+
+/* A JSON number; *integer says whether it has neither fraction nor exponent. */
+static int
+sc_number(scan_t *s, int *integer)
+{
+    sc_ws(s);
+    if (s->p < s->end && *s->p == '-')
+        s->p++;
+    if (s->p >= s->end)
+        return 0;
+    if (*s->p == '0')
+        s->p++;
+    else if (!sc_digits(s))
+        return 0;
+    *integer = 1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        *integer = 0;
+        if (!sc_digits(s))
+            return 0;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        *integer = 0;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (!sc_digits(s))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+sc_lit(scan_t *s, const char *lit, Py_ssize_t n)
+{
+    if (s->end - s->p < n || memcmp(s->p, lit, (size_t)n) != 0)
+        return 0;
+    s->p += n;
+    return 1;
+}
+
+static int
+sc_skip(scan_t *s)
+{
+    const char *a;
+    Py_ssize_t n;
+    int integer;
+    sc_ws(s);
+    if (s->p >= s->end)
+        return 0;
+    switch (*s->p) {
+    case '"':
+        return sc_str(s, &a, &n);
+    case '{':
+    case '[': {
+        char close = *s->p == '{' ? '}' : ']';
+        int obj = close == '}';
+        if (++s->depth > 64)
+            return 0;
+        s->p++;
+        if (!sc_char(s, close)) {
+            do {
+                if (obj && (!sc_str(s, &a, &n) || !sc_char(s, ':')))
+                    return 0;
+                if (!sc_skip(s))
+                    return 0;
+            } while (sc_char(s, ','));
+            if (!sc_char(s, close))
+                return 0;
+        }
+        s->depth--;
+        return 1;
+    }
+    case 't':
+        return sc_lit(s, "true", 4);
+    case 'f':
+        return sc_lit(s, "false", 5);
+    case 'n':
+        return sc_lit(s, "null", 4);
+    default:
+        return sc_number(s, &integer);
+    }
+}
+
+/* Printable ASCII without backslashes: the only text the scanners read (anything else: the full decoder). */
+static int
+plain_text(PyObject *arg, const char **buf, Py_ssize_t *len)
+{
+    if (PyUnicode_CheckExact(arg)) {
+        if (!PyUnicode_IS_COMPACT_ASCII(arg))
+            return 0;
+        *buf = (const char *)PyUnicode_DATA(arg);
+        *len = PyUnicode_GET_LENGTH(arg);
+    }
+    else if (PyBytes_CheckExact(arg)) {
+        *buf = PyBytes_AS_STRING(arg);
+        *len = PyBytes_GET_SIZE(arg);
+    }
+    else
+        return 0;
+    for (Py_ssize_t i = 0; i < *len; i++)
+        if ((unsigned char)(*buf)[i] < 0x20 || (unsigned char)(*buf)[i] > 0x7E || (*buf)[i] == '\\')
+            return 0;
+    return 1;
+}
+
+/* A str of n ASCII bytes (the scanners' text is checked to be ASCII): no decoding needed. */
+static inline PyObject *
+ascii_str(const char *a, Py_ssize_t n)
+{
+    PyObject *u = PyUnicode_New(n, 127);
+    if (u != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(u), a, (size_t)n);
+    return u;
+}
+
+#define SPAN_IS(a, n, lit) ((n) == (Py_ssize_t)sizeof(lit) - 1 && memcmp((a), (lit), sizeof(lit) - 1) == 0)
+
+/* The updates array: 1 with the rows appended to bids and asks, 0 if not of the accepted shape, -1 on a Python error. */
+static int
+sc_updates(scan_t *s, PyObject *bids, PyObject *asks)
+{
+    if (!sc_char(s, '['))
+        return 0;
+    if (sc_char(s, ']'))
+        return 1;
+    do {
+        const char *k, *side = NULL, *px = NULL, *sz = NULL;
+        Py_ssize_t kn, side_n = 0, px_n = 0, sz_n = 0;
+        if (!sc_char(s, '{'))
+            return 0;
+        if (!sc_char(s, '}')) {
+            do {
+                if (!sc_str(s, &k, &kn) || !sc_char(s, ':'))
+                    return 0;
+                if (SPAN_IS(k, kn, "side")) {
+                    if (side != NULL || !sc_str(s, &side, &side_n))
+                        return 0;
+                }
+                else if (SPAN_IS(k, kn, "price_level")) {
+                    if (px != NULL || !sc_str(s, &px, &px_n))
+                        return 0;
+                }
+                else if (SPAN_IS(k, kn, "new_quantity")) {
+                    if (sz != NULL || !sc_str(s, &sz, &sz_n))
+                        return 0;
+                }
+                else if (!sc_skip(s))
+                    return 0;
+            } while (sc_char(s, ','));
+            if (!sc_char(s, '}'))
+                return 0;
+        }
+        PyObject *dest;
+        if (side == NULL || px == NULL || sz == NULL)
+            return 0;
+        if (SPAN_IS(side, side_n, "bid"))
+            dest = bids;
+        else if (SPAN_IS(side, side_n, "offer"))
+            dest = asks;
+        else
+            return 0;
+        PyObject *row = PyList_New(2);
+        if (row == NULL)
+            return -1;
+        PyObject *a = ascii_str(px, px_n), *b = a ? ascii_str(sz, sz_n) : NULL;
+        if (b == NULL) {
+            Py_XDECREF(a);
+            Py_DECREF(row);
+            return -1;
+        }
+        PyList_SET_ITEM(row, 0, a);
+        PyList_SET_ITEM(row, 1, b);
+        int rc = PyList_Append(dest, row);
+        Py_DECREF(row);
+        if (rc < 0)
+            return -1;
+    } while (sc_char(s, ','));
+    return sc_char(s, ']');
+}
+
+/* One event object -> (type, product_id, bids, asks); NULL with no exception if not of the accepted shape. */
+static PyObject *
+sc_event(scan_t *s)
+{
+    const char *k, *kind = NULL, *inst = NULL;
+    Py_ssize_t kn, kind_n = 0, inst_n = 0;
+    int have_updates = 0;
+    PyObject *bids = PyList_New(0), *asks = PyList_New(0), *out = NULL;
+    if (bids == NULL || asks == NULL)
+        goto done;
+    if (!sc_char(s, '{'))
+        goto done;
+    if (!sc_char(s, '}')) {
+        do {
+            if (!sc_str(s, &k, &kn) || !sc_char(s, ':'))
+                goto done;
+            if (SPAN_IS(k, kn, "type")) {
+                if (kind != NULL || !sc_str(s, &kind, &kind_n))
+                    goto done;
+            }
+            else if (SPAN_IS(k, kn, "product_id")) {
+                if (inst != NULL || !sc_str(s, &inst, &inst_n))
+                    goto done;
+            }
+            else if (SPAN_IS(k, kn, "updates")) {
+                int rc = have_updates ? 0 : sc_updates(s, bids, asks);
+                if (rc <= 0)
+                    goto done;
+                have_updates = 1;
+            }
+            else if (!sc_skip(s))
+                goto done;
+        } while (sc_char(s, ','));
+        if (!sc_char(s, '}'))
+            goto done;
+    }
+    if (kind != NULL && inst != NULL && have_updates)
+        out = Py_BuildValue("(s#s#OO)", kind, kind_n, inst, inst_n, bids, asks);
+done:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    return out;
+}
+
+/* coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks), ...]) | None */
+static PyObject *
+coinbase_l2(PyObject *self, PyObject *arg)
+{
+    const char *buf;
+    Py_ssize_t len;
+    if (!plain_text(arg, &buf, &len))
+        Py_RETURN_NONE;
+    scan_t sc = {buf, buf + len, 0}, *s = &sc;
+    const char *k, *ch = NULL, *ts = NULL, *seq = NULL, *seq_end = NULL;
+    Py_ssize_t kn, ch_n = 0, ts_n = 0;
+    PyObject *events = NULL, *out = NULL;
+    if (!sc_char(s, '{') || sc_char(s, '}'))
+        goto done;
+    do {
+        if (!sc_str(s, &k, &kn) || !sc_char(s, ':'))
+            goto done;
+        if (SPAN_IS(k, kn, "channel")) {
+            if (ch != NULL || !sc_str(s, &ch, &ch_n))
+                goto done;
+        }
+        else if (SPAN_IS(k, kn, "timestamp")) {
+            if (ts != NULL || !sc_str(s, &ts, &ts_n))
+                goto done;
+        }
+        else if (SPAN_IS(k, kn, "sequence_num")) {
+            int integer;
+            sc_ws(s);
+            if (seq != NULL)
+                goto done;
+            seq = s->p;
+            if (!sc_number(s, &integer) || !integer)
+                goto done;
+            seq_end = s->p;
+        }
+        else if (SPAN_IS(k, kn, "type"))
+            goto done; /* the parser reads a top-level type first ("error" frames): the full decoder's job */
+        else if (SPAN_IS(k, kn, "events")) {
+            if (events != NULL || (events = PyList_New(0)) == NULL || !sc_char(s, '['))
+                goto done;
+            if (!sc_char(s, ']')) {
+                do {
+                    PyObject *ev = sc_event(s);
+                    if (ev == NULL)
+                        goto done;
+                    int rc = PyList_Append(events, ev);
+                    Py_DECREF(ev);
+                    if (rc < 0)
+                        goto done;
+                } while (sc_char(s, ','));
+                if (!sc_char(s, ']'))
+                    goto done;
+            }
+        }
+        else if (!sc_skip(s))
+            goto done;
+    } while (sc_char(s, ','));
+    if (!sc_char(s, '}'))
+        goto done;
+    sc_ws(s);
+    if (s->p != s->end || ch == NULL || ts == NULL || seq == NULL || events == NULL)
+        goto done;
+    {
+        char digits[64];
+        Py_ssize_t dn = seq_end - seq;
+        if (dn >= (Py_ssize_t)sizeof(digits))
+            goto done;
+        memcpy(digits, seq, (size_t)dn);
+        digits[dn] = '\0';
+        PyObject *num = PyLong_FromString(digits, NULL, 10);
+        if (num == NULL)
+            goto done;
+        out = Py_BuildValue("(s#s#NO)", ch, ch_n, ts, ts_n, num, events);
+    }
+done:
+    Py_XDECREF(events);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
+/* ---- kraken_v1: Kraken v1 book diffs [chanId, {"a"|"b": levels, "c": "crc"}, "book-N", "PAIR"] ---------- */
+
+/* [[s, s, ...], ...] with at least two strings per level -> a new list of lists of str; NULL (no exception
+ * set) when not of that shape. */
+static PyObject *
+sc_levels(scan_t *s)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL || !sc_char(s, '['))
+        goto fail;
+    if (sc_char(s, ']'))
+        return out;
+    do {
+        PyObject *items[8];
+        Py_ssize_t k = 0;
+        int ok = sc_char(s, '[');
+        while (ok) {
+            const char *a;
+            Py_ssize_t n;
+            if (k == 8 || !sc_str(s, &a, &n) || (items[k] = ascii_str(a, n)) == NULL) {
+                ok = 0;
+                break;
+            }
+            k++;
+            if (!sc_char(s, ','))
+                break;
+        }
+        ok = ok && k >= 2 && sc_char(s, ']');
+        PyObject *row = ok ? PyList_New(k) : NULL;
+        if (row == NULL) {
+            while (k > 0)
+                Py_DECREF(items[--k]);
+            goto fail;
+        }
+        for (Py_ssize_t i = 0; i < k; i++)
+            PyList_SET_ITEM(row, i, items[i]);
+        int rc = PyList_Append(out, row);
+        Py_DECREF(row);
+        if (rc < 0)
+            goto fail;
+    } while (sc_char(s, ','));
+    if (sc_char(s, ']'))
+        return out;
+fail:
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* kraken_v1(text) -> (pair, name, asks, bids, checksum) | None */
+static PyObject *
+kraken_v1(PyObject *self, PyObject *arg)
+{
+    const char *buf, *k, *name, *pair, *crc = NULL;
+    Py_ssize_t len, kn, name_n, pair_n, crc_n = 0;
+    PyObject *asks = NULL, *bids = NULL, *out = NULL;
+    if (!plain_text(arg, &buf, &len))
+        Py_RETURN_NONE;
+    scan_t sc = {buf, buf + len, 0}, *s = &sc;
+    if (!sc_char(s, '[') || !sc_skip(s) || !sc_char(s, ',') || !sc_char(s, '{'))
+        goto done;
+    if (!sc_char(s, '}')) {
+        do {
+            if (!sc_str(s, &k, &kn) || !sc_char(s, ':'))
+                goto done;
+            if (SPAN_IS(k, kn, "a")) {
+                if (asks != NULL || (asks = sc_levels(s)) == NULL)
+                    goto done;
+            }
+            else if (SPAN_IS(k, kn, "b")) {
+                if (bids != NULL || (bids = sc_levels(s)) == NULL)
+                    goto done;
+            }
+            else if (SPAN_IS(k, kn, "c")) {
+                if (crc != NULL || !sc_str(s, &crc, &crc_n) || crc_n < 1 || crc_n > 10)
+                    goto done;
+                for (Py_ssize_t i = 0; i < crc_n; i++)
+                    if (crc[i] < '0' || crc[i] > '9')
+                        goto done;
+            }
+            else
+                goto done; /* snapshots ("as", "bs") and anything else: the full decoder */
+        } while (sc_char(s, ','));
+        if (!sc_char(s, '}'))
+            goto done;
+    }
+    if (!sc_char(s, ',') || !sc_str(s, &name, &name_n) || !sc_char(s, ',') || !sc_str(s, &pair, &pair_n) ||
+        !sc_char(s, ']'))
+        goto done;
+    sc_ws(s);
+    if (s->p != s->end)
+        goto done;
+    unsigned long long c = 0;
+    for (Py_ssize_t i = 0; i < crc_n; i++)
+        c = c * 10 + (unsigned long long)(crc[i] - '0');
+    if (asks == NULL && (asks = PyList_New(0)) == NULL)
+        goto done;
+    if (bids == NULL && (bids = PyList_New(0)) == NULL)
+        goto done;
+    PyObject *pair_o = ascii_str(pair, pair_n), *name_o = pair_o ? ascii_str(name, name_n) : NULL;
+    PyObject *crc_o = name_o ? PyLong_FromUnsignedLongLong(c) : NULL;
+    out = crc_o ? PyTuple_New(5) : NULL;
+    if (out == NULL) {
+        Py_XDECREF(pair_o);
+        Py_XDECREF(name_o);
+        Py_XDECREF(crc_o);
+        goto done;
+    }
+    PyTuple_SET_ITEM(out, 0, pair_o);
+    PyTuple_SET_ITEM(out, 1, name_o);
+    PyTuple_SET_ITEM(out, 2, asks);
+    PyTuple_SET_ITEM(out, 3, bids);
+    PyTuple_SET_ITEM(out, 4, crc_o);
+    return out; /* the tuple owns asks and bids now */
+done:
+    Py_XDECREF(asks);
+    Py_XDECREF(bids);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"apply_rows", (PyCFunction)(void (*)(void))apply_rows, METH_FASTCALL,
      "apply_rows(keys, pxs, szs, rows, neg, watch) -> bool: apply absolute-size rows to one side"},
@@ -604,6 +1322,18 @@ static PyMethodDef methods[] = {
      "load_rows(rows, neg) -> (keys, pxs, szs): a side from rows in any order"},
     {"interleaved_crc32", (PyCFunction)(void (*)(void))interleaved_crc32, METH_FASTCALL,
      "interleaved_crc32(bpx, bsz, apx, asz, depth) -> int: signed CRC32 of bidPx:bidSz:askPx:askSz:..."},
+    {"kraken_crc32", (PyCFunction)(void (*)(void))kraken_crc32, METH_FASTCALL,
+     "kraken_crc32(bpx, bsz, apx, asz, depth) -> int: unsigned CRC32 of Kraken's asks-then-bids digit text"},
+    {"apply_sides", (PyCFunction)(void (*)(void))apply_sides, METH_FASTCALL,
+     "apply_sides(bkeys, bpxs, bszs, akeys, apxs, aszs, bids, asks, watch, max_levels) -> int: 1 touched | 2 crossed"},
+    {"pick_rows", (PyCFunction)(void (*)(void))pick_rows, METH_FASTCALL,
+     "pick_rows(items, px_key, sz_key) -> list | None: [[px, sz], ...] from objects with str fields"},
+    {"split_rows", (PyCFunction)(void (*)(void))split_rows, METH_FASTCALL,
+     "split_rows(items, side_key, bid, ask, px_key, sz_key) -> (bids, asks) | None: rows split by side"},
+    {"coinbase_l2", coinbase_l2, METH_O,
+     "coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks)]) | None"},
+    {"kraken_v1", kraken_v1, METH_O,
+     "kraken_v1(text) -> (pair, name, asks, bids, checksum) | None: a Kraken v1 book diff read from its text"},
     {"crc32", crc32_bytes, METH_O, "crc32(data) -> int: zlib.crc32(data), computed here"},
     {"set_clmul", set_clmul, METH_O, "set_clmul(flag) -> bool: use carry-less multiplication if the CPU has it"},
     {NULL, NULL, 0, NULL},

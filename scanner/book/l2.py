@@ -42,6 +42,15 @@ apply_rows: Callable[[list[float], list[str], list[str], Sequence[Sequence[str]]
 _load_rows: Callable[[Sequence[Sequence[str]], bool], tuple[list[float], list[str], list[str]]] = _core.load_rows
 crc32_interleaved: Callable[[Sequence[str], Sequence[str], Sequence[str], Sequence[str], int], int] = (
     _core.interleaved_crc32)
+kraken_crc32: Callable[[Sequence[str], Sequence[str], Sequence[str], Sequence[str], int], int] = _core.kraken_crc32
+apply_sides: Callable[[list[float], list[str], list[str], list[float], list[str], list[str], Sequence[Sequence[str]],
+                       Sequence[Sequence[str]], int, int], int] = _core.apply_sides
+pick_rows: Callable[[object, str, str], list[list[str]] | None] = _core.pick_rows
+split_rows: Callable[[object, str, str, str, str, str], tuple[list[list[str]], list[list[str]]] | None] = (
+    _core.split_rows)
+coinbase_l2: Callable[[str | bytes], tuple[str, str, int, list[tuple[str, str, list[list[str]], list[list[str]]]]]
+                      | None] = _core.coinbase_l2
+kraken_v1: Callable[[str | bytes], tuple[str, str, list[list[str]], list[list[str]], int] | None] = _core.kraken_v1
 
 
 class BookSide:

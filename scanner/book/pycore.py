@@ -4,6 +4,7 @@ semantics (the tests run both); this module is used when the extension is not bu
 
 from __future__ import annotations
 
+import json
 import zlib
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -82,3 +83,181 @@ def interleaved_crc32(bpx: Sequence[str], bsz: Sequence[str], apx: Sequence[str]
             parts.append(asz[i])
     v = zlib.crc32(":".join(parts).encode())
     return v - (1 << 32) if v & 0x80000000 else v
+
+
+def kraken_crc32(bpx: Sequence[str], bsz: Sequence[str], apx: Sequence[str], asz: Sequence[str],
+                 depth: int) -> int:
+    """Unsigned CRC32 of the best ``depth`` asks then bids, each level as price then size with
+    ``.`` removed and leading zeros stripped, no separators (Kraken v1 and v2)."""
+    nb, na = min(len(bpx), depth), min(len(apx), depth)
+    if len(bsz) < nb or len(asz) < na:
+        raise ValueError("kraken_crc32: size lists are shorter than price lists")
+    parts: list[str] = []
+    for pxs, szs, n in ((apx, asz, na), (bpx, bsz, nb)):
+        for i in range(n):
+            for s in (pxs[i], szs[i]):
+                if not isinstance(s, str):
+                    raise TypeError(f"checksum level {s!r} is not a str")
+                parts.append(s.replace(".", "").lstrip("0"))
+    return zlib.crc32("".join(parts).encode())
+
+
+def apply_sides(bkeys: list[float], bpxs: list[str], bszs: list[str], akeys: list[float], apxs: list[str],
+                aszs: list[str], bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]], watch: int,
+                max_levels: int) -> int:
+    """:func:`apply_rows` on the bids then the asks, each side cut to ``max_levels``; returns
+    1 (a change within the best ``watch`` levels) | 2 (crossed: best bid >= best ask)."""
+    flags = 1 if apply_rows(bkeys, bpxs, bszs, bids, True, watch) else 0
+    if apply_rows(akeys, apxs, aszs, asks, False, watch):
+        flags = 1
+    for side in (bkeys, bpxs, bszs, akeys, apxs, aszs):
+        if len(side) > max_levels:
+            del side[max_levels:]
+    if bkeys and akeys and -bkeys[0] >= akeys[0]:
+        flags |= 2
+    return flags
+
+
+def pick_rows(items: object, px_key: str, sz_key: str) -> list[list[str]] | None:
+    """``[[item[px_key], item[sz_key]], ...]`` when ``items`` is a list of dicts whose two fields
+    are str, else None (the caller's own loop then reports what is wrong)."""
+    if type(items) is not list:
+        return None
+    out: list[list[str]] = []
+    for item in items:
+        if type(item) is not dict:
+            return None
+        px, sz = item.get(px_key), item.get(sz_key)
+        if type(px) is not str or type(sz) is not str:
+            return None
+        out.append([px, sz])
+    return out
+
+
+def split_rows(items: object, side_key: str, bid: str, ask: str, px_key: str, sz_key: str
+               ) -> tuple[list[list[str]], list[list[str]]] | None:
+    """Each item's ``[item[px_key], item[sz_key]]`` into bids (``item[side_key] == bid``) or asks
+    (``== ask``); None when an item is not a dict, a field is missing or not a str, or a side is neither."""
+    if type(items) is not list:
+        return None
+    bids: list[list[str]] = []
+    asks: list[list[str]] = []
+    for item in items:
+        if type(item) is not dict or side_key not in item:
+            return None
+        side = item[side_key]
+        if side == bid:
+            dest = bids
+        elif side == ask:
+            dest = asks
+        else:
+            return None
+        px, sz = item.get(px_key), item.get(sz_key)
+        if type(px) is not str or type(sz) is not str:
+            return None
+        dest.append([px, sz])
+    return bids, asks
+
+
+class _NotAccepted(Exception):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in pairs:
+        if k in out and k in _L2_KEYS:
+            raise _NotAccepted(k)  # a repeated field the parser reads: leave the frame to the full decoder
+        out[k] = v
+    return out
+
+
+def _constant(name: str) -> object:
+    raise _NotAccepted(name)  # NaN / Infinity are not JSON
+
+
+_L2_KEYS = frozenset({"channel", "timestamp", "sequence_num", "events", "type", "product_id", "updates", "side",
+                      "price_level", "new_quantity"})
+
+
+L2Event = tuple[str, str, list[list[str]], list[list[str]]]  # (type, product_id, bids, asks)
+
+
+def coinbase_l2(text: str | bytes) -> tuple[str, str, int, list[L2Event]] | None:
+    """A Coinbase ``l2_data`` frame read for just the fields the parser uses: ``(channel, timestamp,
+    sequence_num, [(type, product_id, bids, asks), ...])`` with each update as ``[price_level,
+    new_quantity]`` under its side. None when the text is not printable ASCII without backslashes,
+    not JSON, or not of that shape (a field missing, repeated or of another type, a side neither
+    ``bid`` nor ``offer``, a top-level ``type``): the caller then decodes the frame in full and
+    reports what is wrong. The compiled scanner also gives up on nesting deeper than 64."""
+    if type(text) is bytes:
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
+        return None
+    try:
+        d = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    except (ValueError, _NotAccepted, RecursionError):
+        return None
+    if type(d) is not dict or "type" in d:
+        return None
+    ch, ts, seq, events = d.get("channel"), d.get("timestamp"), d.get("sequence_num"), d.get("events")
+    if type(ch) is not str or type(ts) is not str or type(seq) is not int or type(events) is not list:
+        return None
+    out: list[L2Event] = []
+    for ev in events:
+        if type(ev) is not dict:
+            return None
+        kind, inst, updates = ev.get("type"), ev.get("product_id"), ev.get("updates")
+        if type(kind) is not str or type(inst) is not str:
+            return None
+        sides = split_rows(updates, "side", "bid", "offer", "price_level", "new_quantity")
+        if sides is None:
+            return None
+        out.append((kind, inst, sides[0], sides[1]))
+    return ch, ts, seq, out
+
+
+class _Object(list[tuple[str, object]]):
+    """A JSON object's (key, value) pairs in order (so repeated keys stay visible)."""
+
+
+def kraken_v1(text: str | bytes) -> tuple[str, str, list[list[str]], list[list[str]], int] | None:
+    """A Kraken v1 book diff ``[chanId, {"a": levels, "b": levels, "c": "crc"}, "book-N", "PAIR"]`` (each
+    key optional, levels arrays of two to eight strings): ``(pair, name, asks, bids, checksum)``, a missing
+    side empty and a missing ``c`` 0. None for anything else (printable ASCII without backslashes, JSON,
+    that shape, ``c`` of 1-10 digits, no repeated key): the caller then decodes the frame in full."""
+    if type(text) is bytes:
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
+        return None
+    try:
+        d = json.loads(text, object_pairs_hook=_Object, parse_constant=_constant)
+    except (ValueError, _NotAccepted, RecursionError):
+        return None
+    if type(d) is not list or len(d) != 4 or type(d[1]) is not _Object:
+        return None
+    name, pair = d[2], d[3]
+    if type(name) is not str or type(pair) is not str:
+        return None
+    fields: dict[str, object] = {}
+    for k, v in d[1]:
+        if k in fields or k not in ("a", "b", "c"):
+            return None
+        fields[k] = v
+    sides: list[list[list[str]]] = []
+    for key in ("a", "b"):
+        rows = fields.get(key, [])
+        if type(rows) is not list or not all(
+                type(r) is list and 2 <= len(r) <= 8 and all(type(x) is str for x in r) for r in rows):
+            return None
+        sides.append(rows)
+    c = fields.get("c", "0")
+    if type(c) is not str or not 1 <= len(c) <= 10 or not all("0" <= ch <= "9" for ch in c):
+        return None
+    return pair, name, sides[0], sides[1], int(c)
