@@ -26,8 +26,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from scanner.book.errors import ParseError
-from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
+from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
+from scanner.book.l2 import apply_sides
+from scanner.book.sync import APPLY, GAP, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control
 from scanner.venues.spec import Parser, VenueSpec
@@ -44,10 +45,11 @@ PONG_MARK = b'"pong"'  # occurs in every pong variant, never in a short data fra
 class BybitParser(Parser):
     """Raw Bybit v5 public frame → :class:`BookMsg` / :class:`Control`."""
 
-    __slots__ = ("channel",)
+    __slots__ = ("_topics", "channel")
 
     def __init__(self, channel: str = "orderbook.50", markets: Sequence[Market] = ()) -> None:
         self.channel = channel
+        self._topics: dict[str, tuple[str, str]] = {}  # topic -> (channel, inst): topics recur
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:
         try:
@@ -61,7 +63,13 @@ class BybitParser(Parser):
             return [_op_control(d)]
         if type(topic) is not str:
             raise ParseError("bybit: topic is not a string")
-        channel, _, inst = topic.rpartition(".")
+        split = self._topics.get(topic)
+        if split is None:
+            channel, _, inst = topic.rpartition(".")
+            if len(self._topics) >= 10_000:
+                self._topics.clear()
+            split = self._topics[topic] = (channel, inst)
+        channel, inst = split
         if channel != self.channel:
             return [Control("ignored", inst if topic.startswith("orderbook.") else "", topic)]
         data = d.get("data")
@@ -72,13 +80,15 @@ class BybitParser(Parser):
                 raise ParseError("bybit: b/a are not lists")
             if type(u) is not int or data.get("s", inst) != inst:  # type: ignore[union-attr]
                 raise ParseError(f"bybit: bad update id or symbol in {topic}")
-            ts = int(d["ts"])
+            ts = d["ts"]
+            if type(ts) is not int:  # orjson already gives an int; int() only for what is not
+                ts = int(ts)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError(f"bybit: malformed book frame: {exc!r}") from None
-        if kind == "snapshot" or u == 1:  # u == 1: the service restarted, the frame resets the book
-            snapshot = True
-        elif kind == "delta":
+        if kind == "delta" and u != 1:
             snapshot = False
+        elif kind == "snapshot" or u == 1:  # u == 1: the service restarted, the frame resets the book
+            snapshot = True
         else:
             raise ParseError(f"bybit: unknown book frame type {kind!r}")
         return [BookMsg(inst, snapshot, bids, asks, u, u - 1, 0, ts, recv_ns)]
@@ -128,8 +138,47 @@ def channel_depth(channel: str) -> int:
         raise ValueError(f"bybit: not an orderbook channel: {channel!r}") from None
 
 
+class BybitBook(SyncedBook):
+    """SyncedBook with the same rules (:func:`relation`, no checksum, crossed books refused), its
+    diff path inlined with one kernel call per frame: deltas carry a handful of levels, so the
+    per-frame cost is what counts. Any failure invalidates the book, as :class:`SyncedBook` does."""
+
+    __slots__ = ()
+
+    def __init__(self, max_levels: int) -> None:
+        super().__init__(relation, None, max_levels=max_levels)
+
+    def on_message(self, msg: BookMsg) -> bool:
+        if msg.snapshot or not self.valid:
+            return SyncedBook.on_message(self, msg)  # snapshots and buffering: the generic path
+        book = self.book
+        seq = msg.seq
+        if seq != book.seq + 1:
+            if seq <= book.seq:
+                return False  # STALE
+            err: BookError = SequenceGap(f"expected continuation of {book.seq}, got prev={msg.prev} seq={seq}")
+            self.invalidate()
+            raise err
+        b, a = book.bids, book.asks
+        try:
+            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks,
+                                self.checksum_depth, self.max_levels)
+        except (ValueError, TypeError, IndexError) as exc:
+            self.invalidate()
+            raise BadLevel(f"unusable level: {exc}") from exc
+        book.seq, book.exch_ms, book.recv_ns = seq, msg.exch_ms, msg.recv_ns
+        self._first = False
+        if flags & 1:
+            self._crc_dirty = True
+        if flags & 2:
+            err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
+            self.invalidate()
+            raise err
+        return True
+
+
 def make_book(channel: str) -> SyncedBook:
-    return SyncedBook(relation, None, max_levels=channel_depth(channel))
+    return BybitBook(channel_depth(channel))
 
 
 def subscribe(insts: Sequence[str], channel: str) -> list[str]:

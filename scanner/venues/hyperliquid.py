@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import orjson
 
 from scanner.book.errors import ParseError
+from scanner.book.l2 import pick_rows
 from scanner.book.sync import GAP, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control
@@ -48,6 +49,9 @@ INSTRUMENTS_BODY = b'{"type":"spotMeta"}'
 
 
 def _levels(rows: object) -> list[list[str]]:
+    out = pick_rows(rows, "px", "sz")
+    if out is not None:  # every level well-formed: built by the compiled kernel
+        return out
     if type(rows) is not list:
         raise ParseError("hyperliquid: a side of levels is not a list")
     out = []

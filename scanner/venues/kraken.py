@@ -27,6 +27,12 @@ second while subscribed; the client may send ``{"method":"ping"}`` (answered by
 
 Channel ``book-v1`` reads v1 frames (``[chanId, {"as","bs"}|{"a"|"b","c"}, "book-1000", "XBT/USD"]``,
 string levels, ``c`` on updates only, same checksum rule), for replaying v1 captures.
+
+Per-frame cost (v1 diffs carry one to three levels): v1 diffs are read from their text by the
+compiled scanner ``kraken_v1`` (objects only for what the message needs; anything it does not
+accept is decoded in full as before), and :class:`KrakenBook` applies a diff, cuts the sides and
+finds the crossed state in one kernel call, with the checksum computed straight from the level
+lists (``kraken_crc32``) on every frame that carries one.
 """
 
 from __future__ import annotations
@@ -40,10 +46,9 @@ from typing import Any
 
 import orjson
 
-from scanner.book.checksum import kraken_checksum
-from scanner.book.errors import ParseError
-from scanner.book.l2 import L2Book
-from scanner.book.sync import APPLY, STALE, SyncedBook
+from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, ParseError
+from scanner.book.l2 import COMPILED, L2Book, apply_sides, kraken_crc32, kraken_v1
+from scanner.book.sync import APPLY, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control, Level
 from scanner.venues.spec import Parser, VenueSpec
@@ -65,6 +70,7 @@ ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}  # v1 / REST wsname codes -> v2 an
 _LEVEL = re.compile(r'"price":([0-9.]+),"qty":([0-9.]+)\}')
 _DECODER = json.JSONDecoder(parse_float=str, parse_int=str)  # every number as its exact text
 _SECONDS: dict[str, int] = {}  # "2026-07-01T12:00:00" -> unix ms
+_MISSING: Any = object()
 
 
 def depth_of(channel: str) -> int:
@@ -127,6 +133,17 @@ class KrakenParser(Parser):
         self.precision = {m.venue_id: (places(m.tick), places(m.lot)) for m in markets}
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:
+        if COMPILED and self.channel == V1_CHANNEL:
+            # v1 diffs read by the compiled scanner, which makes objects only of what is used here; None
+            # (snapshots, other channels, events, anything odd) means: decode in full below. Its pure-Python
+            # twin is no faster than decoding, so without the compiled core the frame is decoded at once.
+            v1 = kraken_v1(raw)
+            if v1 is not None:
+                pair, name, asks, bids, crc = v1
+                if not name.startswith("book-"):
+                    return [Control("ignored", pair, name)]
+                n = self.count = self.count + 1
+                return [BookMsg(pair, False, bids, asks, n, n - 1, crc, 0, recv_ns)]
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -148,7 +165,20 @@ class KrakenParser(Parser):
                 return [Control("ignored", "", ch)]
             raise ParseError(f"kraken: channel is not a string: {ch!r}")
         if type(d) is list:
-            return self._v1(d, recv_ns)
+            if len(d) == 4:  # the common v1 diff [chanId, {"a"|"b", "c"}, "book-N", pair], inline
+                part, name, pair = d[1], d[2], d[3]
+                if (type(part) is dict and type(name) is str and type(pair) is str and name.startswith("book-")
+                        and "as" not in part and "bs" not in part):
+                    asks, bids = part.get("a", _MISSING), part.get("b", _MISSING)
+                    if asks is _MISSING:
+                        asks = []
+                    if bids is _MISSING:
+                        bids = []
+                    c = part.get("c", 0)
+                    if type(asks) is list and type(bids) is list and ((type(c) is str and c.isdecimal()) or c == 0):
+                        n = self.count = self.count + 1
+                        return [BookMsg(pair, False, bids, asks, n, n - 1, int(c), 0, recv_ns)]
+            return self._v1(d, recv_ns)  # snapshots, multi-part diffs, anything odd (and its errors)
         raise ParseError(f"kraken: expected an object or array, got {type(d).__name__}")
 
     # ----- v2 book frames ---------------------------------------------------------------------
@@ -266,12 +296,82 @@ def relation(msg: BookMsg, local: int, first: bool) -> int:
 
 
 def book_checksum(book: L2Book) -> int:
-    return kraken_checksum(book.bids.top(CHECKSUM_DEPTH), book.asks.top(CHECKSUM_DEPTH))
+    """:func:`scanner.book.checksum.kraken_checksum` of the book, straight from its level lists."""
+    b, a = book.bids, book.asks
+    return kraken_crc32(b.pxs, b.szs, a.pxs, a.szs, CHECKSUM_DEPTH)
+
+
+class KrakenBook(SyncedBook):
+    """SyncedBook with the same rules, its diff path in one kernel call per frame: Kraken frames
+    carry two or three levels, so the per-frame cost is what counts. Applies both sides, cuts
+    them to the subscribed depth, verifies the checksum (when the frame has one), refuses a
+    crossed book; any failure invalidates the book, as :class:`SyncedBook` does."""
+
+    __slots__ = ()
+
+    def __init__(self, max_levels: int) -> None:
+        super().__init__(relation, book_checksum, checksum_depth=CHECKSUM_DEPTH, max_levels=max_levels)
+
+    def on_message(self, msg: BookMsg) -> bool:
+        if msg.snapshot or not self.valid:
+            return SyncedBook.on_message(self, msg)  # snapshots and buffering: the generic path
+        book = self.book
+        seq = msg.seq
+        if seq <= book.seq:
+            return False  # stale (relation)
+        # _apply inlined (the hot path); keep the two in step
+        b, a = book.bids, book.asks
+        try:
+            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks, CHECKSUM_DEPTH,
+                                self.max_levels)
+        except (ValueError, TypeError, IndexError) as exc:
+            self.invalidate()
+            raise BadLevel(f"unusable level: {exc}") from exc
+        book.seq, book.exch_ms, book.recv_ns = seq, msg.exch_ms, msg.recv_ns
+        self._first = False
+        crc = msg.checksum
+        if crc:
+            if flags & 1 or self._crc_dirty:
+                self._crc = kraken_crc32(b.pxs, b.szs, a.pxs, a.szs, CHECKSUM_DEPTH)
+                self._crc_dirty = False
+            if self._crc != crc:
+                err: BookError = ChecksumMismatch(f"checksum {crc} != local {self._crc} at seq {seq}")
+                self.invalidate()
+                raise err
+        elif flags & 1:
+            self._crc_dirty = True
+        if flags & 2:
+            err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
+            self.invalidate()
+            raise err
+        return True
+
+    def _apply(self, msg: BookMsg) -> None:
+        book = self.book
+        b, a = book.bids, book.asks
+        try:
+            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks, CHECKSUM_DEPTH,
+                                self.max_levels)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise BadLevel(f"unusable level: {exc}") from exc
+        book.seq, book.exch_ms, book.recv_ns = msg.seq, msg.exch_ms, msg.recv_ns
+        self._first = False
+        crc = msg.checksum
+        if crc:
+            if flags & 1 or self._crc_dirty:
+                self._crc = kraken_crc32(b.pxs, b.szs, a.pxs, a.szs, CHECKSUM_DEPTH)
+                self._crc_dirty = False
+            if self._crc != crc:
+                raise ChecksumMismatch(f"checksum {crc} != local {self._crc} at seq {msg.seq}")
+        elif flags & 1:
+            self._crc_dirty = True
+        if flags & 2:
+            raise CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
 
 
 def make_book(channel: str) -> SyncedBook:
     """Trimmed to the subscribed depth after every frame, before the checksum is verified."""
-    return SyncedBook(relation, book_checksum, checksum_depth=CHECKSUM_DEPTH, max_levels=depth_of(channel))
+    return KrakenBook(depth_of(channel))
 
 
 def _request(method: str, symbols: Sequence[str], channel: str, req_id: int) -> str:

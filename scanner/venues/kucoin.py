@@ -40,7 +40,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from scanner.book.errors import BookError, ParseError
+from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
+from scanner.book.l2 import apply_sides
 from scanner.book.sync import APPLY, GAP, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control, Level
@@ -113,12 +114,17 @@ def _l2update(d: dict[str, object], recv_ns: int) -> BookMsg:
         if type(bids) is not list or type(asks) is not list:
             raise ParseError("kucoin: changes.bids/asks are not lists")
         # price "0": a sequence step that changes no level
-        bids = [r for r in bids if r[0] != "0"]
-        asks = [r for r in asks if r[0] != "0"]
-        start, end = int(data["sequenceStart"]), int(data["sequenceEnd"])
+        if bids:
+            bids = [r for r in bids if r[0] != "0"]
+        if asks:
+            asks = [r for r in asks if r[0] != "0"]
+        start, end = data["sequenceStart"], data["sequenceEnd"]
+        if type(start) is not int or type(end) is not int:  # orjson already gives ints; int() for what is not
+            start, end = int(start), int(end)
         if start > end:
             raise ParseError(f"kucoin: sequenceStart {start} > sequenceEnd {end}")
-        return BookMsg(data["symbol"], False, bids, asks, end, start, 0, int(data.get("time") or 0), recv_ns)
+        t = data.get("time") or 0
+        return BookMsg(data["symbol"], False, bids, asks, end, start, 0, t if type(t) is int else int(t), recv_ns)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ParseError(f"kucoin: malformed l2update: {exc!r}") from None
 
@@ -170,6 +176,51 @@ class KucoinBook(SyncedBook):
     def on_snapshot(self, snap: BookMsg) -> bool:
         self.horizon = (_horizon(snap.bids, -1.0), _horizon(snap.asks, 1.0))
         return super().on_snapshot(snap)
+
+    def on_message(self, msg: BookMsg) -> bool:
+        """:meth:`SyncedBook.on_message` with the common diff (no straddle) inlined: one kernel
+        call per frame. Straddling diffs take :meth:`_apply`; any failure invalidates the book."""
+        if msg.snapshot or not self.valid:
+            return SyncedBook.on_message(self, msg)  # snapshots and buffering: the generic path
+        book = self.book
+        local, seq, prev = book.seq, msg.seq, msg.prev
+        if seq <= local:
+            return False  # STALE
+        err: BookError
+        if prev != local + 1:
+            if prev > local + 1:
+                err = SequenceGap(f"expected continuation of {local}, got prev={prev} seq={seq}")
+                self.invalidate()
+                raise err
+            try:
+                self._apply(msg)  # straddles the local sequence
+            except BookError:
+                self.invalidate()
+                raise
+            return True
+        b, a = book.bids, book.asks
+        try:
+            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks,
+                                self.checksum_depth, MAX_LEVELS)
+        except (ValueError, TypeError, IndexError) as exc:
+            self.invalidate()
+            raise BadLevel(f"unusable level: {exc}") from exc
+        book.seq, book.exch_ms, book.recv_ns = seq, msg.exch_ms, msg.recv_ns
+        self._first = False
+        if flags & 1:
+            self._crc_dirty = True
+        if flags & 2:
+            err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
+        else:
+            hb, ha = self.horizon
+            if hb != INF and bisect_right(b.keys, hb) < HORIZON_MIN_LEVELS:
+                err = DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} bids left above the snapshot's depth horizon")
+            elif ha != INF and bisect_right(a.keys, ha) < HORIZON_MIN_LEVELS:
+                err = DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} asks left below the snapshot's depth horizon")
+            else:
+                return True
+        self.invalidate()
+        raise err
 
     def _apply(self, msg: BookMsg) -> None:
         local = self.book.seq
