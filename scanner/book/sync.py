@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, SequenceGap
-from scanner.book.l2 import L2Book, apply_rows
+from scanner.book.l2 import L2Book, apply_sides
 from scanner.model import BookMsg
 
 APPLY, STALE, GAP = 0, 1, 2
@@ -141,32 +141,27 @@ class SyncedBook:
         return True
 
     def _apply(self, msg: BookMsg) -> None:
-        # The hot path: one call into the level kernel per side, the checksum only when a change
-        # reached the best ``checksum_depth`` levels, no per-frame allocation of our own.
-        book, depth = self.book, self.checksum_depth
+        # The hot path: one call into the level kernel for both sides (rows applied, each side cut to
+        # max_levels, flags: 1 = a change within the best ``checksum_depth``, 2 = crossed), the checksum
+        # only when a change reached the levels it covers, no per-frame allocation of our own.
+        book = self.book
         b, a = book.bids, book.asks
         try:
-            touched = apply_rows(b.keys, b.pxs, b.szs, msg.bids, True, depth)
-            if apply_rows(a.keys, a.pxs, a.szs, msg.asks, False, depth):
-                touched = True
+            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks, self.checksum_depth,
+                                self.max_levels)
         except (ValueError, TypeError, IndexError) as exc:
             raise BadLevel(f"unusable level: {exc}") from exc
         book.seq, book.exch_ms, book.recv_ns = msg.seq, msg.exch_ms, msg.recv_ns
         self._first = False
-        if len(b.keys) > self.max_levels:
-            b.trim(self.max_levels)
-        if len(a.keys) > self.max_levels:
-            a.trim(self.max_levels)
         if msg.checksum and self.checksum is not None:
-            if touched or self._crc_dirty:
+            if flags & 1 or self._crc_dirty:
                 self._crc = self.checksum(book)
                 self._crc_dirty = False
             if self._crc != msg.checksum:
                 raise ChecksumMismatch(f"checksum {msg.checksum} != local {self._crc} at seq {msg.seq}")
-        elif touched:
+        elif flags & 1:
             self._crc_dirty = True
-        bk, ak = b.keys, a.keys
-        if bk and ak and -bk[0] >= ak[0]:
+        if flags & 2:
             raise CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
 
     def _verify(self, msg: BookMsg) -> None:
