@@ -46,6 +46,28 @@ class OkxParser(Parser):
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"okx: not JSON: {exc}") from None
+        # The hot path: one book item with every field typed as `books` sends it (subscripts, no .get
+        # calls). Anything else, including every malformed frame, takes the general path below,
+        # which checks everything and names the problem.
+        try:
+            arg, data = d["arg"], d["data"]
+            if arg["channel"] == self.channel and len(data) == 1:
+                item = data[0]
+                inst, bids, asks = arg["instId"], item["bids"], item["asks"]
+                seq, prev = item["seqId"], item["prevSeqId"]
+                crc = item.get("checksum", 0)
+                if type(inst) is str and type(bids) is list and type(asks) is list and type(seq) is int \
+                        and type(prev) is int and type(crc) is int:
+                    action = d.get("action")
+                    return [BookMsg(inst, action is None or action == "snapshot", bids, asks, seq, prev, crc,
+                                    int(item["ts"]), recv_ns)]
+        except (KeyError, TypeError, IndexError, ValueError):
+            pass
+        return self.parse_object(d, recv_ns)
+
+    def parse_object(self, d: object, recv_ns: int) -> list[BookMsg | Control]:
+        """A decoded frame, every shape: acks, errors, other channels, several items, old frames without
+        ``seqId``; malformed frames raise :class:`ParseError`."""
         if type(d) is not dict:
             raise ParseError(f"okx: expected an object, got {type(d).__name__}")
         arg = d.get("arg")
@@ -68,7 +90,7 @@ class OkxParser(Parser):
         snapshot = action is None or action == "snapshot"
         out: list[BookMsg | Control] = []
         try:
-            for item in data:  # one item per frame in practice; kept inline (the hot path)
+            for item in data:
                 bids, asks = item["bids"], item["asks"]
                 if type(bids) is not list or type(asks) is not list:
                     raise ParseError("okx: bids/asks are not lists")
