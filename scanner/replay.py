@@ -12,7 +12,8 @@ them to the buffered diffs.
 
 The engine (:class:`Replayer`, :func:`replay_frames`, :func:`replay_capture`) is pure;
 :func:`main` adds the benchmark protocol of ``../shared/bench/README.md``: frames are in
-memory as ``str`` before the clock starts, each run starts from fresh state, ``gc.collect()``
+memory as ``str`` before the clock starts, each run starts from fresh state (a new parser and books,
+made with the venue's markets loaded once, before the clock starts), ``gc.collect()``
 runs first, ``us_per_msg`` is loop time over all frames (acks included), the median of
 ``--runs`` is reported, and one JSON line is printed.
 """
@@ -316,23 +317,17 @@ def count_levels(venue: str, channel: str, path: Path) -> int:
     return n
 
 
-def _runners(venue: str, channel: str, path: Path, warmup_lines: int
-             ) -> tuple[int, Callable[[], ReplayResult], Callable[[], ReplayResult]]:
-    """Load the input into memory (untimed) and return (frame count, full run, warm-up run)."""
+def _runners(venue: str, path: Path, warmup_lines: int
+             ) -> tuple[int, Callable[[Replayer], None], Callable[[Replayer], None]]:
+    """Load the input into memory (untimed) and return (frame count, full run, warm-up run); each run
+    feeds a fresh :class:`Replayer` made before the clock starts."""
     if detect_format(path) == "frames":
         lines: list[str] = read_lines(path)
         warm = lines[: max(0, warmup_lines)]
-        return (len(lines), lambda: replay_frames(venue, channel, lines),
-                lambda: replay_frames(venue, channel, warm))
+        return len(lines), lambda r: r.feed(lines), lambda r: r.feed(warm)
     events = capture_events(venue, path)
     warm_ev = events[: max(0, warmup_lines)]
-
-    def play(evs: list[Recv | RestSnapshot]) -> ReplayResult:
-        r = Replayer(venue, channel)
-        r.play(evs)
-        return r.result
-
-    return sum(1 for e in events if isinstance(e, Recv)), lambda: play(events), lambda: play(warm_ev)
+    return sum(1 for e in events if isinstance(e, Recv)), lambda r: r.play(events), lambda r: r.play(warm_ev)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -342,16 +337,19 @@ def main(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"replay: no such file: {path}", file=sys.stderr)
         return 2
-    n, run, warmup = _runners(venue, channel, path, args.warmup_lines)
+    n, run, warmup = _runners(venue, path, args.warmup_lines)
+    markets = cached_markets(VENUES[venue])  # set-up, not per-frame work: outside the clock, like the input
     if args.warmup_lines > 0:
-        warmup()
+        warmup(Replayer(venue, channel, markets))
     runs_ns: list[int] = []
     res = ReplayResult(venue, channel)
     for _ in range(max(1, args.runs)):
+        replayer = Replayer(venue, channel, markets)  # fresh parser and books for every run
         gc.collect()
         t0 = time.perf_counter_ns()
-        res = run()
+        run(replayer)
         runs_ns.append(time.perf_counter_ns() - t0)
+        res = replayer.result
     per_msg = [ns / 1000 / max(n, 1) for ns in runs_ns]
     median = statistics.median(per_msg)
     want_levels = bool(getattr(args, "levels", False))
