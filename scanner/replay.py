@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -115,10 +116,10 @@ class Replayer:
         self.parser = self.spec.make_parser(channel, cached_markets(self.spec) if markets is None else markets)
         self.result = ReplayResult(venue, channel)
 
-    def feed(self, frames: Sequence[str | bytes], recv_ns: int = 0) -> None:
-        """Parse and apply frames in order. This is the timed loop of ``scanner replay``:
-        nothing is allocated per frame beyond what the parser and books make (counters
-        aside; the frame count is ``len(frames)``)."""
+    def feed(self, frames: Sequence[str | bytes], recv_ns: int = 0, stamps: Sequence[int] | None = None) -> None:
+        """Parse and apply frames in order, received at ``recv_ns`` or at ``stamps[i]`` each. This is the
+        timed loop of ``scanner replay``: nothing is allocated per frame beyond what the parser and books
+        make (counters aside; the frame count is ``len(frames)``)."""
         parse = self.parser.parse
         make_book: Callable[[str], SyncedBook] = self.spec.make_book
         channel = self.channel
@@ -126,9 +127,9 @@ class Replayer:
         books, errors = res.books, res.errors
         n_msgs = n_applied = n_crc = n_ctl = n_perr = 0
         item: BookMsg | Control | None = None
-        for line in frames:
+        for line, ns in zip(frames, repeat(recv_ns) if stamps is None else stamps, strict=False):
             try:
-                for item in parse(line, recv_ns):
+                for item in parse(line, ns):
                     if type(item) is BookMsg:
                         n_msgs += 1
                         book = books.get(item.inst)
@@ -191,11 +192,37 @@ class Replayer:
 
     def play(self, events: Iterable[Recv | RestSnapshot]) -> None:
         """Feed capture events (frames and REST snapshots) in the given order."""
-        for ev in events:
-            if isinstance(ev, RestSnapshot):
-                self.feed_snapshot(ev.inst, ev.body, ev.recv_ns)
+        self.play_segments(segments(events))
+
+    def play_segments(self, segs: Sequence[Segment]) -> None:
+        """:meth:`play` of events already grouped by :func:`segments` (the timed loop for captures)."""
+        for seg in segs:
+            if isinstance(seg, RestSnapshot):
+                self.feed_snapshot(seg.inst, seg.body, seg.recv_ns)
             else:
-                self.feed((ev.data,), ts_to_ns(ev.ts))
+                self.feed(seg[0], stamps=seg[1])
+
+
+Segment = RestSnapshot | tuple[list[str | bytes], list[int]]
+
+
+def segments(events: Iterable[Recv | RestSnapshot]) -> list[Segment]:
+    """Capture events with each run of frames between two snapshots as one (frames, receive ns) pair."""
+    out: list[Segment] = []
+    datas: list[str | bytes] = []
+    stamps: list[int] = []
+    for ev in events:
+        if isinstance(ev, RestSnapshot):
+            if datas:
+                out.append((datas, stamps))
+                datas, stamps = [], []
+            out.append(ev)
+        else:
+            datas.append(ev.data)
+            stamps.append(ts_to_ns(ev.ts))
+    if datas:
+        out.append((datas, stamps))
+    return out
 
 
 def cached_markets(spec: VenueSpec, cache_dir: Path = MARKETS_DIR) -> list[Market]:
@@ -326,8 +353,9 @@ def _runners(venue: str, path: Path, warmup_lines: int
         warm = lines[: max(0, warmup_lines)]
         return len(lines), lambda r: r.feed(lines), lambda r: r.feed(warm)
     events = capture_events(venue, path)
-    warm_ev = events[: max(0, warmup_lines)]
-    return sum(1 for e in events if isinstance(e, Recv)), lambda r: r.play(events), lambda r: r.play(warm_ev)
+    segs, warm_segs = segments(events), segments(events[: max(0, warmup_lines)])
+    return (sum(1 for e in events if isinstance(e, Recv)), lambda r: r.play_segments(segs),
+            lambda r: r.play_segments(warm_segs))
 
 
 def main(args: argparse.Namespace) -> int:
