@@ -305,7 +305,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="book channel (default: the venue's first, e.g. okx=books, binance=depth@100ms)")
     p.add_argument("--runs", type=int, default=3, help="timed runs; the median is reported (default 3)")
     p.add_argument("--warmup-lines", type=int, default=50_000,
-                   help="untimed warm-up pass over this many frames first, as the peer harness does (0: none)")
+                   help="untimed warm-up over this many frames first, as the peer harness does; a shorter input "
+                   "is replayed until it has fed that many (0: none)")
     p.add_argument("--levels", action="store_true",
                    help="also count the price levels in the input (untimed) and report us_per_level")
     p.add_argument("--strict", action="store_true", help="exit 1 if any book or parse error occurred")
@@ -368,7 +369,10 @@ def main(args: argparse.Namespace) -> int:
     n, run, warmup = _runners(venue, path, args.warmup_lines)
     markets = cached_markets(VENUES[venue])  # set-up, not per-frame work: outside the clock, like the input
     if args.warmup_lines > 0:
-        warmup(Replayer(venue, channel, markets))
+        # at least --warmup-lines frames: an input shorter than that is replayed until it has been
+        # (a 3-frame recording warmed by 3 frames times cold caches, not the parser)
+        for _ in range(min(1000, -(-args.warmup_lines // max(n, 1)))):
+            warmup(Replayer(venue, channel, markets))
     runs_ns: list[int] = []
     res = ReplayResult(venue, channel)
     for _ in range(max(1, args.runs)):
