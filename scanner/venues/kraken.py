@@ -319,7 +319,7 @@ class KrakenBook(SyncedBook):
         seq = msg.seq
         if seq <= book.seq:
             return False  # stale (relation)
-        # _apply inlined (the hot path); keep the two in step
+        # SyncedBook._apply inlined (the hot path); keep the two in step
         b, a = book.bids, book.asks
         try:
             flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks, CHECKSUM_DEPTH,
@@ -345,28 +345,6 @@ class KrakenBook(SyncedBook):
             self.invalidate()
             raise err
         return True
-
-    def _apply(self, msg: BookMsg) -> None:
-        book = self.book
-        b, a = book.bids, book.asks
-        try:
-            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks, CHECKSUM_DEPTH,
-                                self.max_levels)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise BadLevel(f"unusable level: {exc}") from exc
-        book.seq, book.exch_ms, book.recv_ns = msg.seq, msg.exch_ms, msg.recv_ns
-        self._first = False
-        crc = msg.checksum
-        if crc:
-            if flags & 1 or self._crc_dirty:
-                self._crc = kraken_crc32(b.pxs, b.szs, a.pxs, a.szs, CHECKSUM_DEPTH)
-                self._crc_dirty = False
-            if self._crc != crc:
-                raise ChecksumMismatch(f"checksum {crc} != local {self._crc} at seq {msg.seq}")
-        elif flags & 1:
-            self._crc_dirty = True
-        if flags & 2:
-            raise CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
 
 
 def make_book(channel: str) -> SyncedBook:
