@@ -348,3 +348,80 @@ def test_kraken_v1_c_matches_pycore_on_random_frames() -> None:
         assert _core.kraken_v1(text) == pycore.kraken_v1(text) is not None
         cut = text[: rng.randint(0, len(text) - 1)]
         assert _core.kraken_v1(cut) is None and pycore.kraken_v1(cut) is None
+
+
+_KC_DIFF = ('{"type":"message","topic":"/market/level2:BTC-USDT","subject":"trade.l2update","data":{"changes":'
+            '{"asks":[["18906","0.00331","14103845"],["0","0","14103846"]],"bids":[]},"sequenceEnd":14103846,'
+            '"sequenceStart":14103845,"symbol":"BTC-USDT","time":1663747970273}}')
+
+
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+def test_kucoin_l2_reads_level2_diffs(core: ModuleType) -> None:
+    want: tuple[str, int, int, int, list[list[str]], list[list[str]]] = (
+        "BTC-USDT", 14103845, 14103846, 1663747970273, [], [["18906", "0.00331", "14103845"]])
+    assert core.kucoin_l2(_KC_DIFF) == want
+    assert core.kucoin_l2(_KC_DIFF.encode()) == want
+    assert core.kucoin_l2(json.dumps(json.loads(_KC_DIFF), separators=(" , ", " : "))) == want
+    # keys in any order, others skipped, sides and time optional, negative and 18-digit integers
+    assert core.kucoin_l2('{"data":{"x":[{"y":null}],"symbol":"A","sequenceEnd":999999999999999999,"changes":'
+                          '{"z":1,"bids":[["1","2","3"]]},"sequenceStart":-5},"id":true,"subject":"trade.l2update",'
+                          '"type":"message"}') == ("A", -5, 999999999999999999, 0, [["1", "2", "3"]], [])
+    assert core.kucoin_l2('{"type":"message","subject":"trade.l2update","data":{"changes":{},"sequenceStart":2,'
+                          '"sequenceEnd":1,"symbol":""}}') == ("", 2, 1, 0, [], [])  # start > end: the parser's
+
+
+@needs_c
+@pytest.mark.parametrize("text", [
+    _KC_DIFF[:-1], _KC_DIFF + "}", _KC_DIFF + "x", _KC_DIFF.replace('"message"', '"messages"'),
+    _KC_DIFF.replace("trade.l2update", "trade.ticker"), _KC_DIFF.replace('"type":"message",', ""),
+    _KC_DIFF.replace('"subject":"trade.l2update",', ""), _KC_DIFF.replace('"symbol":"BTC-USDT",', ""),
+    _KC_DIFF.replace('"sequenceStart":14103845,', ""), _KC_DIFF.replace('"sequenceEnd":14103846,', ""),
+    _KC_DIFF.replace('{"changes":{"asks":[["18906","0.00331","14103845"],["0","0","14103846"]],"bids":[]},', "{"),
+    _KC_DIFF.replace('"type":"message"', '"type":"message","type":"message"'),
+    _KC_DIFF.replace('"symbol":"BTC-USDT"', '"symbol":"BTC-USDT","symbol":"ETH-USDT"'),
+    _KC_DIFF.replace('"bids":[]', '"bids":[],"bids":[]'), _KC_DIFF.replace('"bids":[]', '"asks":[]'),
+    _KC_DIFF.replace('"time":1663747970273', '"time":1663747970273,"time":1'),
+    _KC_DIFF.replace('"time":1663747970273', '"time":null'), _KC_DIFF.replace("1663747970273", "1663747970273.0"),
+    _KC_DIFF.replace("1663747970273", "1e3"), _KC_DIFF.replace("1663747970273", "1234567890123456789"),
+    _KC_DIFF.replace("14103846,", "-1234567890123456789,"), _KC_DIFF.replace("14103846,", '"14103846",'),
+    _KC_DIFF.replace('"symbol":"BTC-USDT"', '"symbol":null'), _KC_DIFF.replace('"bids":[]', '"bids":{}'),
+    _KC_DIFF.replace('"bids":[]', '"bids":[["1","2"]]'), _KC_DIFF.replace('"bids":[]', '"bids":[["1","2","3","4"]]'),
+    _KC_DIFF.replace('"bids":[]', '"bids":[["1","2",3]]'), _KC_DIFF.replace('"bids":[]', '"bids":[{}]'),
+    _KC_DIFF.replace('"changes":{', '"changes":[').replace(',"bids":[]}', ',"bids":[]]'),
+    _KC_DIFF.replace('"data":{', '"data":[{').replace("970273}}", "970273}]}"),
+    _KC_DIFF.replace("BTC-USDT", "BTC-USDé"), _KC_DIFF.replace("BTC-USDT", "BTC\\u002dUSDT"),
+    _KC_DIFF.replace(",", ",\n"), _KC_DIFF.replace('"topic"', '"topic":NaN,"t"'), _KC_DIFF.replace("18906", "18906\t"),
+    '{"id":"hQvf8jkno","type":"welcome"}', "[]", "{}", "", "nope", "null",
+])
+def test_kucoin_l2_gives_up_on_anything_else_in_both_cores(text: str) -> None:
+    assert _core is not None
+    assert _core.kucoin_l2(text) is None
+    assert pycore.kucoin_l2(text) is None
+
+
+@needs_c
+def test_kucoin_l2_c_matches_pycore_on_random_frames() -> None:
+    assert _core is not None
+    rng = random.Random(31)
+    for _ in range(500):
+        sides: dict[str, list[list[str]]] = {}
+        for key in rng.sample(["asks", "bids", "extra"], rng.randint(0, 3)):
+            sides[key] = [[rng.choice(["0", _fmt(rng.random() * 100, 5)]), _fmt(rng.random(), 8),
+                           str(rng.randint(0, 10**14))] for _ in range(rng.randint(0, 4))]
+        start = rng.randint(-10**17, 10**17)
+        data: dict[str, object] = {"changes": sides, "sequenceStart": start, "sequenceEnd": start + rng.randint(-2, 9),
+                                   "symbol": rng.choice(["BTC-USDT", "X" * 40, "", f"S{rng.randint(0, 300)}-USDT"])}
+        if rng.random() < 0.7:
+            data["time"] = rng.randint(0, 2 * 10**12)
+        items = list(data.items())
+        rng.shuffle(items)
+        frame = {"type": "message", "topic": "/market/level2:BTC-USDT", "subject": "trade.l2update",
+                 "data": dict(items)}
+        top = list(frame.items())
+        rng.shuffle(top)
+        text = json.dumps(dict(top), separators=(",", ":") if rng.random() < 0.5 else (", ", ": "))
+        got = _core.kucoin_l2(text)
+        assert got is not None and got == pycore.kucoin_l2(text)
+        assert got[0] == data["symbol"] and got[4] == [r for r in sides.get("bids", []) if r[0] != "0"]
+        cut = text[: rng.randint(0, len(text) - 1)]
+        assert _core.kucoin_l2(cut) is None and pycore.kucoin_l2(cut) is None

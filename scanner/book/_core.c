@@ -13,6 +13,7 @@
  *   split_rows(items, side_key, bid, ask, px_key, sz_key) -> (bids, asks) | None
  *   coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks), ...]) | None
  *   kraken_v1(text) -> (pair, name, asks, bids, checksum) | None
+ *   kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None
  *
  * Numbers are read the way float() reads them (PyOS_string_to_double for plain ASCII, else
  * float() itself), and the level check is the one pycore makes, with the same message.
@@ -1315,6 +1316,268 @@ done:
     return out;
 }
 
+/* ---- kucoin_l2: KuCoin {"type":"message","subject":"trade.l2update","data":{...}} level2 diffs ------------- */
+
+/* plain_text, eight bytes at a time (KuCoin frames are a few hundred bytes: the byte loop was a fifth of the
+ * scan). A word has a byte < 0x20, > 0x7E or == '\\' iff one of the three classic bit tests sets a high bit. */
+static int
+plain_text_swar(PyObject *arg, const char **buf, Py_ssize_t *len)
+{
+    if (PyUnicode_CheckExact(arg)) {
+        if (!PyUnicode_IS_COMPACT_ASCII(arg))
+            return 0;
+        *buf = (const char *)PyUnicode_DATA(arg);
+        *len = PyUnicode_GET_LENGTH(arg);
+    }
+    else if (PyBytes_CheckExact(arg)) {
+        *buf = PyBytes_AS_STRING(arg);
+        *len = PyBytes_GET_SIZE(arg);
+    }
+    else
+        return 0;
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= *len; i += 8) {
+        uint64_t w, bs;
+        memcpy(&w, *buf + i, 8);
+        bs = w ^ (ones * '\\');
+        if ((((w - ones * 0x20) & ~w) | ((w + ones * (127 - 126)) | w) | ((bs - ones) & ~bs)) & highs)
+            return 0;
+    }
+    for (; i < *len; i++)
+        if ((unsigned char)(*buf)[i] < 0x20 || (unsigned char)(*buf)[i] > 0x7E || (*buf)[i] == '\\')
+            return 0;
+    return 1;
+}
+
+/* sc_str with a plain loop for the closing quote: KuCoin's strings are short, and memchr's call and set-up
+ * cost more than the few bytes it skips. */
+static inline int
+sc_short_str(scan_t *s, const char **a, Py_ssize_t *n)
+{
+    if (!sc_char(s, '"'))
+        return 0;
+    const char *q = s->p;
+    while (q < s->end && *q != '"')
+        q++;
+    if (q == s->end)
+        return 0;
+    *a = s->p;
+    *n = q - s->p;
+    s->p = q + 1;
+    return 1;
+}
+
+/* A JSON integer of at most 18 digits (so any reader keeps it exact); 0 if the value is not one. */
+static int
+sc_int18(scan_t *s, long long *v)
+{
+    int integer;
+    sc_ws(s);
+    const char *a = s->p;
+    if (!sc_number(s, &integer) || !integer)
+        return 0;
+    int neg = *a == '-';
+    a += neg;
+    if (s->p - a > 18)
+        return 0;
+    long long x = 0;
+    for (; a < s->p; a++)
+        x = x * 10 + (*a - '0');
+    *v = neg ? -x : x;
+    return 1;
+}
+
+/* [[px, sz, seq], ...] (exactly three strings each) appended to a new *out as lists, rows of price "0" dropped:
+ * 1 done, 0 not of that shape (or *out already read), -1 on a Python error. *out belongs to the caller either way. */
+static int
+sc_kc_rows(scan_t *s, PyObject **out)
+{
+    if (*out != NULL || !sc_char(s, '['))
+        return 0;
+    if ((*out = PyList_New(0)) == NULL)
+        return -1;
+    if (sc_char(s, ']'))
+        return 1;
+    do {
+        const char *a[3];
+        Py_ssize_t n[3];
+        if (!sc_char(s, '[') || !sc_short_str(s, &a[0], &n[0]) || !sc_char(s, ',') ||
+            !sc_short_str(s, &a[1], &n[1]) || !sc_char(s, ',') || !sc_short_str(s, &a[2], &n[2]) || !sc_char(s, ']'))
+            return 0;
+        if (n[0] == 1 && a[0][0] == '0')
+            continue; /* price "0": a sequence step that changes no level (goes on to the ',' test) */
+        PyObject *row = PyList_New(3);
+        if (row == NULL)
+            return -1;
+        for (int i = 0; i < 3; i++) {
+            PyObject *x = ascii_str(a[i], n[i]);
+            if (x == NULL) {
+                Py_DECREF(row); /* the list frees the items already set (the rest are NULL) */
+                return -1;
+            }
+            PyList_SET_ITEM(row, i, x);
+        }
+        int rc = PyList_Append(*out, row);
+        Py_DECREF(row);
+        if (rc < 0)
+            return -1;
+    } while (sc_char(s, ','));
+    return sc_char(s, ']');
+}
+
+/* The symbols read last, by a hash of their text: a repeated symbol comes back as the same str (already hashed
+ * for the caller's dict look-ups) instead of a new one. Holds at most 64 short strs for the module's life. */
+static PyObject *kc_symbols[64];
+
+static PyObject *
+kc_symbol(const char *a, Py_ssize_t n)
+{
+    if (n > 32)
+        return ascii_str(a, n);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)a[i]) * 16777619u;
+    PyObject **slot = &kc_symbols[h & 63], *u = *slot;
+    if (u != NULL && PyUnicode_GET_LENGTH(u) == n && memcmp(PyUnicode_1BYTE_DATA(u), a, (size_t)n) == 0) {
+        Py_INCREF(u);
+        return u;
+    }
+    if ((u = ascii_str(a, n)) == NULL)
+        return NULL;
+    PyObject *old = *slot;
+    Py_INCREF(u);
+    *slot = u;
+    Py_XDECREF(old);
+    return u;
+}
+
+/* kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None */
+static PyObject *
+kucoin_l2(PyObject *self, PyObject *arg)
+{
+    const char *buf, *k, *sym = NULL;
+    Py_ssize_t len, kn, sym_n = 0;
+    long long start = 0, end = 0, t = 0;
+    int have_type = 0, have_subject = 0, have_data = 0, have_changes = 0, have_start = 0, have_end = 0,
+        have_time = 0, rc;
+    PyObject *bids = NULL, *asks = NULL, *out = NULL;
+    if (!plain_text_swar(arg, &buf, &len))
+        Py_RETURN_NONE;
+    scan_t sc = {buf, buf + len, 0}, *s = &sc;
+    if (!sc_char(s, '{') || sc_char(s, '}'))
+        goto done;
+    do {
+        const char *v;
+        Py_ssize_t vn;
+        if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+            goto done;
+        if (SPAN_IS(k, kn, "type")) {
+            if (have_type || !sc_short_str(s, &v, &vn) || !SPAN_IS(v, vn, "message"))
+                goto done;
+            have_type = 1;
+        }
+        else if (SPAN_IS(k, kn, "subject")) {
+            if (have_subject || !sc_short_str(s, &v, &vn) || !SPAN_IS(v, vn, "trade.l2update"))
+                goto done;
+            have_subject = 1;
+        }
+        else if (SPAN_IS(k, kn, "data")) {
+            if (have_data || !sc_char(s, '{') || sc_char(s, '}'))
+                goto done;
+            have_data = 1;
+            do {
+                if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+                    goto done;
+                if (SPAN_IS(k, kn, "changes")) {
+                    if (have_changes || !sc_char(s, '{'))
+                        goto done;
+                    have_changes = 1;
+                    if (!sc_char(s, '}')) {
+                        do {
+                            if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+                                goto done;
+                            if (SPAN_IS(k, kn, "asks"))
+                                rc = sc_kc_rows(s, &asks);
+                            else if (SPAN_IS(k, kn, "bids"))
+                                rc = sc_kc_rows(s, &bids);
+                            else
+                                rc = sc_skip(s);
+                            if (rc <= 0)
+                                goto done;
+                        } while (sc_char(s, ','));
+                        if (!sc_char(s, '}'))
+                            goto done;
+                    }
+                }
+                else if (SPAN_IS(k, kn, "sequenceStart")) {
+                    if (have_start || !sc_int18(s, &start))
+                        goto done;
+                    have_start = 1;
+                }
+                else if (SPAN_IS(k, kn, "sequenceEnd")) {
+                    if (have_end || !sc_int18(s, &end))
+                        goto done;
+                    have_end = 1;
+                }
+                else if (SPAN_IS(k, kn, "symbol")) {
+                    if (sym != NULL || !sc_short_str(s, &sym, &sym_n))
+                        goto done;
+                }
+                else if (SPAN_IS(k, kn, "time")) {
+                    if (have_time || !sc_int18(s, &t))
+                        goto done;
+                    have_time = 1;
+                }
+                else if (!sc_skip(s))
+                    goto done;
+            } while (sc_char(s, ','));
+            if (!sc_char(s, '}'))
+                goto done;
+        }
+        else if (!sc_skip(s))
+            goto done;
+    } while (sc_char(s, ','));
+    if (!sc_char(s, '}'))
+        goto done;
+    sc_ws(s);
+    if (s->p != s->end || !have_type || !have_subject || !have_changes || !have_start || !have_end || sym == NULL)
+        goto done;
+    if (bids == NULL && (bids = PyList_New(0)) == NULL)
+        goto done;
+    if (asks == NULL && (asks = PyList_New(0)) == NULL)
+        goto done;
+    PyObject *sym_o = kc_symbol(sym, sym_n), *start_o = sym_o ? PyLong_FromLongLong(start) : NULL, *end_o = NULL;
+    if (start_o != NULL && start == end) { /* one change: the same int twice */
+        Py_INCREF(start_o);
+        end_o = start_o;
+    }
+    else if (start_o != NULL)
+        end_o = PyLong_FromLongLong(end);
+    PyObject *t_o = end_o ? PyLong_FromLongLong(t) : NULL;
+    out = t_o ? PyTuple_New(6) : NULL;
+    if (out == NULL) {
+        Py_XDECREF(sym_o);
+        Py_XDECREF(start_o);
+        Py_XDECREF(end_o);
+        Py_XDECREF(t_o);
+        goto done;
+    }
+    PyTuple_SET_ITEM(out, 0, sym_o);
+    PyTuple_SET_ITEM(out, 1, start_o);
+    PyTuple_SET_ITEM(out, 2, end_o);
+    PyTuple_SET_ITEM(out, 3, t_o);
+    PyTuple_SET_ITEM(out, 4, bids);
+    PyTuple_SET_ITEM(out, 5, asks);
+    return out; /* the tuple owns bids and asks now */
+done:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"apply_rows", (PyCFunction)(void (*)(void))apply_rows, METH_FASTCALL,
      "apply_rows(keys, pxs, szs, rows, neg, watch) -> bool: apply absolute-size rows to one side"},
@@ -1334,6 +1597,8 @@ static PyMethodDef methods[] = {
      "coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks)]) | None"},
     {"kraken_v1", kraken_v1, METH_O,
      "kraken_v1(text) -> (pair, name, asks, bids, checksum) | None: a Kraken v1 book diff read from its text"},
+    {"kucoin_l2", kucoin_l2, METH_O,
+     "kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None: a KuCoin level2 diff"},
     {"crc32", crc32_bytes, METH_O, "crc32(data) -> int: zlib.crc32(data), computed here"},
     {"set_clmul", set_clmul, METH_O, "set_clmul(flag) -> bool: use carry-less multiplication if the CPU has it"},
     {NULL, NULL, 0, NULL},

@@ -51,6 +51,8 @@ split_rows: Callable[[object, str, str, str, str, str], tuple[list[list[str]], l
 coinbase_l2: Callable[[str | bytes], tuple[str, str, int, list[tuple[str, str, list[list[str]], list[list[str]]]]]
                       | None] = _core.coinbase_l2
 kraken_v1: Callable[[str | bytes], tuple[str, str, list[list[str]], list[list[str]], int] | None] = _core.kraken_v1
+kucoin_l2: Callable[[str | bytes], tuple[str, int, int, int, list[list[str]], list[list[str]]] | None] = (
+    _core.kucoin_l2)
 
 
 class BookSide:

@@ -261,3 +261,67 @@ def kraken_v1(text: str | bytes) -> tuple[str, str, list[list[str]], list[list[s
     if type(c) is not str or not 1 <= len(c) <= 10 or not all("0" <= ch <= "9" for ch in c):
         return None
     return pair, name, sides[0], sides[1], int(c)
+
+
+def _read(obj: object, keys: tuple[str, ...]) -> dict[str, object] | None:
+    """The ``keys`` fields of a JSON object (an :class:`_Object`); None if it is not one or repeats one of them."""
+    if type(obj) is not _Object:
+        return None
+    out: dict[str, object] = {}
+    for k, v in obj:
+        if k in keys:
+            if k in out:
+                return None
+            out[k] = v
+    return out
+
+
+def _int18(x: object) -> int | None:
+    """A JSON integer of at most 18 digits (what the compiled scanner reads), else None."""
+    return x if type(x) is int and -10**18 < x < 10**18 else None
+
+
+def _kucoin_rows(rows: object) -> list[list[str]] | None:
+    if type(rows) is not list or not all(
+            type(r) is list and len(r) == 3 and all(type(x) is str for x in r) for r in rows):
+        return None
+    return [r for r in rows if r[0] != "0"]  # price "0": a sequence step that changes no level
+
+
+KucoinL2 = tuple[str, int, int, int, list[list[str]], list[list[str]]]  # (symbol, start, end, time, bids, asks)
+
+
+def kucoin_l2(text: str | bytes) -> KucoinL2 | None:
+    """A KuCoin ``trade.l2update`` frame ``{"type": "message", "subject": "trade.l2update", "data": {"changes":
+    {"asks": rows, "bids": rows}, "sequenceStart": int, "sequenceEnd": int, "symbol": str, "time": int}}`` (keys
+    in any order, other keys skipped, each side and ``time`` optional): ``(symbol, sequenceStart, sequenceEnd,
+    time, bids, asks)`` with rows ``[price, size, sequence]`` of three strings, those of price ``"0"`` dropped, a
+    missing side empty and a missing ``time`` 0. None for anything else (printable ASCII without backslashes,
+    JSON, that shape, integers of at most 18 digits, no repeated field that is read): the caller then decodes
+    the frame in full. The compiled scanner also gives up on nesting deeper than 64."""
+    if type(text) is bytes:
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
+        return None
+    try:
+        d = json.loads(text, object_pairs_hook=_Object, parse_constant=_constant)
+    except (ValueError, _NotAccepted, RecursionError):
+        return None
+    top = _read(d, ("type", "subject", "data"))
+    if top is None or top.get("type") != "message" or top.get("subject") != "trade.l2update":
+        return None
+    data = _read(top.get("data"), ("changes", "sequenceStart", "sequenceEnd", "symbol", "time"))
+    if data is None:
+        return None
+    changes = _read(data.get("changes"), ("asks", "bids"))
+    sym, start, end = data.get("symbol"), _int18(data.get("sequenceStart")), _int18(data.get("sequenceEnd"))
+    t = _int18(data.get("time", 0))
+    if changes is None or type(sym) is not str or start is None or end is None or t is None:
+        return None
+    bids, asks = _kucoin_rows(changes.get("bids", [])), _kucoin_rows(changes.get("asks", []))
+    if bids is None or asks is None:
+        return None
+    return sym, start, end, t, bids, asks
