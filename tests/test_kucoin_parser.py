@@ -17,6 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
+import scanner.book.l2 as l2mod
+import scanner.venues.kucoin as kucoin_mod
+from scanner.book import pycore
 from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
 from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
 from scanner.capture import Http, Recv, read_cryptofeed
@@ -173,6 +176,58 @@ def test_replay_cli_on_the_capture(recorded_dir: Path, capsys: pytest.CaptureFix
     d = json.loads(capsys.readouterr().out)
     assert d["venue"] == "kucoin" and d["channel"] == "level2" and d["us_per_msg"] > 0
     assert d["snapshots"] == 9 and d["invalid"] == [] and not any(d["errors"].values())
+
+
+def _outcomes(parser: KucoinParser, frames: list[str | bytes]) -> list[object]:
+    out: list[object] = []
+    for raw in frames:
+        try:
+            out.append(parser.parse(raw, 11))
+        except ParseError as exc:
+            out.append(("ParseError", str(exc)))
+    return out
+
+
+@pytest.mark.parametrize("scanner", ["compiled", "pycore"])
+def test_capture_frames_parse_the_same_through_the_l2_scanner_and_the_full_decoder(
+        recorded_dir: Path, monkeypatch: pytest.MonkeyPatch, scanner: str) -> None:
+    """Every frame of the capture (and the hand-written odd ones) gives the same BookMsg / Control /
+    ParseError whether ``kucoin_l2`` reads it first or orjson decodes it in full."""
+    if scanner == "compiled" and not l2mod.COMPILED:
+        pytest.skip("scanner.book._core is not in use")
+    frames: list[str | bytes] = [r.data for r in read_cryptofeed(recorded_dir / CAPTURE) if isinstance(r, Recv)]
+    assert len(frames) == 4721
+    scan = l2mod.kucoin_l2 if scanner == "compiled" else pycore.kucoin_l2
+    assert sum(scan(f) is not None for f in frames) == 3853  # every l2update takes the scanner
+    odd: list[str | bytes] = [
+        l2("BTC-USDT", 14701689783, 14701689786, [["67990.10", "0", "14701689784"], ["0", "0", "14701689786"]],
+           [["67993.3", "1.21427407", "14701689783"], ["0", "1", "14701689785"]]),
+        l2("A-B", 5, 4, [], []), l2("A-B", 4, 4, [["1", "2", "4"]], [], time=0),
+        l2("A-B", -3, 10**17, [], [], time=-1), l2("A-B", 1, 10**18, [], []),
+        l2("A-B", 1, 1, [["1", "2"]], []), l2("A-B", 1, 1, [["1", "2", "3", "4"]], []),
+        b'{"type":"message","subject":"trade.l2update","data":{"changes":{},"sequenceStart":1,"sequenceEnd":2,'
+        b'"symbol":"A-B","time":null}}',
+        b'{"type":"message","subject":"trade.l2update","data":{"changes":{"bids":[]},"sequenceStart":1,'
+        b'"sequenceEnd":2,"symbol":"A-B","time":1.5}}',
+        b'{"type":"message","subject":"trade.l2update","data":{"changes":{"asks":[["1","2","3"]]},'
+        b'"sequenceStart":"1","sequenceEnd":2,"symbol":"A-B"}}',
+        b'{"type":"message","subject":"trade.l2update","data":{"changes":{"asks":[]},"sequenceStart":1,'
+        b'"sequenceEnd":2,"symbol":7}}',
+        '{"type":"message","subject":"trade.l2update","data":{"changes":{"asks":[["1","2","3"]]},'
+        '"sequenceStart":1,"sequenceEnd":2,"symbol":"A-Bé"}}',
+        '{ "type" : "message" , "subject" : "trade.l2update" , "topic" : "/market/level2:A-B" , "data" : '
+        '{ "changes" : { "bids" : [ [ "1" , "2" , "3" ] ] , "x" : [ {} ] } , "sequenceStart" : 1 , "sequenceEnd" : 3 ,'
+        ' "symbol" : "A-B" , "time" : 9 } }',
+        *(raw for raw in [b"{not json", b"[1,2]", b'{"id":"1"}', b'{"type":"message","data":{}}',
+                          b'{"type":"message","subject":"trade.l2update","data":[]}',
+                          b'{"type":"message","subject":"trade.l2update","data":{"sequenceStart":1}}']),
+    ]
+    frames += odd + [f.decode() if isinstance(f, bytes) else f.encode() for f in odd]
+    monkeypatch.setattr(kucoin_mod, "COMPILED", False)
+    want = _outcomes(KucoinParser(), frames)
+    monkeypatch.setattr(kucoin_mod, "COMPILED", True)
+    monkeypatch.setattr(kucoin_mod, "kucoin_l2", scan)
+    assert _outcomes(KucoinParser(), frames) == want
 
 
 # ------------------------------------------------------------------ hand-written current-protocol frames
@@ -410,3 +465,17 @@ def _drive(fast: SyncedBook, ref: SyncedBook, seed: int, checksums: bool) -> Non
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kucoin_book_matches_the_generic_synced_book(seed: int) -> None:
     _drive(KucoinBook(), KucoinBook(), seed, checksums=False)
+
+
+def test_horizon_is_the_worst_snapshot_row_whether_or_not_it_was_loaded() -> None:
+    """The horizon comes from the loaded keys when every row was kept, else from the rows themselves."""
+    bids = [[str(1000 - i), "1"] for i in range(100)]
+    asks = [[str(2000 + i), "1"] for i in range(120)]
+    book = KucoinBook()
+    book.on_snapshot(snapshot(1, bids, asks))
+    assert book.horizon == (-901.0, 2119.0)
+    bids[-1][1] = "0"  # the worst bid is a zero-size row (not loaded) and a price repeats: still the rows' worst
+    book.on_snapshot(snapshot(1, [*bids, ["950", "2"]], [*asks, ["2119", "0"]]))
+    assert book.horizon == (-901.0, 2119.0) and len(book.book.bids.keys) == 99 and len(book.book.asks.keys) == 119
+    book.on_snapshot(snapshot(1, bids[:99], asks[:99]))  # complete sides
+    assert book.horizon == (float("inf"), float("inf"))

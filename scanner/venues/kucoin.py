@@ -36,12 +36,13 @@ from __future__ import annotations
 import uuid
 from bisect import bisect_right
 from collections.abc import Sequence
+from operator import itemgetter
 from urllib.parse import urlencode
 
 import orjson
 
 from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
-from scanner.book.l2 import apply_sides
+from scanner.book.l2 import COMPILED, apply_sides, kucoin_l2
 from scanner.book.sync import APPLY, GAP, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control, Level
@@ -63,6 +64,7 @@ OK = "200000"
 PING = b'{"id":"scanner","type":"ping"}'
 PONG_MARK = b'"pong"'  # inside {"id":"scanner","type":"pong"}
 INF = float("inf")
+_PX = itemgetter(0)
 
 
 class KucoinParser(Parser):
@@ -77,6 +79,16 @@ class KucoinParser(Parser):
         self.channel = channel
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:
+        if COMPILED:
+            # l2update diffs read by the compiled scanner, which makes objects only of what is used here; None
+            # (controls, other subjects, anything odd) means: decode in full below. Its pure-Python twin is no
+            # faster than decoding, so without the compiled core the frame is decoded at once.
+            l2 = kucoin_l2(raw)
+            if l2 is not None:
+                inst, start, end, t, bids, asks = l2
+                if start > end:
+                    raise ParseError(f"kucoin: sequenceStart {start} > sequenceEnd {end}")
+                return [BookMsg(inst, False, bids, asks, end, start, 0, t, recv_ns)]
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -90,7 +102,8 @@ class KucoinParser(Parser):
             topic = d.get("topic")
             if type(topic) is not str:
                 raise ParseError("kucoin: message without topic")
-            return [Control("ignored", topic.partition(":")[2], topic.partition(":")[0])]
+            head, _, inst = topic.partition(":")
+            return [Control("ignored", inst, head)]
         if kind == "pong":
             return [Control("pong", "", str(d.get("id", "")))]
         if kind == "ack":
@@ -147,12 +160,17 @@ class DepthHorizon(BookError):
     routine = True  # the market moved: refetch at once, without the failing-stream backoff
 
 
-def _horizon(rows: list[Level], sign: float) -> float:
-    """Sort key of a truncated side's worst level (INF when the side came complete)."""
+def _horizon(rows: list[Level], sign: float, keys: list[float] | None = None) -> float:
+    """Sort key of a truncated side's worst level (INF when the side came complete). ``keys``: the side as
+    just loaded from ``rows``; when it kept every row (no zero size, no repeated price) its last key is that
+    worst level's, read without parsing the prices again."""
     if len(rows) < SNAPSHOT_DEPTH:
         return INF
-    try:
-        return max(float(r[0]) * sign for r in rows)
+    if keys is not None and len(keys) == len(rows):
+        return keys[-1]
+    try:  # max(float(r[0]) * sign for r in rows), in C: negation is exact, so the bids' max is -min
+        pxs = map(float, map(_PX, rows))
+        return max(pxs) if sign > 0 else -min(pxs)
     except (ValueError, TypeError, IndexError):
         return INF  # loading the snapshot reports the bad level
 
@@ -174,8 +192,13 @@ class KucoinBook(SyncedBook):
         self.horizon = (INF, INF)  # (bid, ask) sort keys of the last snapshot's worst levels
 
     def on_snapshot(self, snap: BookMsg) -> bool:
-        self.horizon = (_horizon(snap.bids, -1.0), _horizon(snap.asks, 1.0))
+        self.horizon = (INF, INF)  # set by _verify from the loaded sides, before any buffered diff applies
         return super().on_snapshot(snap)
+
+    def _verify(self, msg: BookMsg) -> None:
+        book = self.book
+        self.horizon = (_horizon(msg.bids, -1.0, book.bids.keys), _horizon(msg.asks, 1.0, book.asks.keys))
+        super()._verify(msg)
 
     def on_message(self, msg: BookMsg) -> bool:
         """:meth:`SyncedBook.on_message` with the common diff (no straddle) inlined: one kernel
@@ -199,9 +222,10 @@ class KucoinBook(SyncedBook):
                 raise
             return True
         b, a = book.bids, book.asks
+        bk, ak = b.keys, a.keys  # changed in place
         try:
-            flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks,
-                                self.checksum_depth, MAX_LEVELS)
+            flags = apply_sides(bk, b.pxs, b.szs, ak, a.pxs, a.szs, msg.bids, msg.asks, self.checksum_depth,
+                                MAX_LEVELS)
         except (ValueError, TypeError, IndexError) as exc:
             self.invalidate()
             raise BadLevel(f"unusable level: {exc}") from exc
@@ -212,10 +236,12 @@ class KucoinBook(SyncedBook):
         if flags & 2:
             err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
         else:
+            # bisect_right(keys, h) < HORIZON_MIN_LEVELS (fewer levels than that at or inside the horizon), read
+            # off the sorted keys at one index instead of a bisection
             hb, ha = self.horizon
-            if hb != INF and bisect_right(b.keys, hb) < HORIZON_MIN_LEVELS:
+            if hb != INF and (len(bk) < HORIZON_MIN_LEVELS or bk[HORIZON_MIN_LEVELS - 1] > hb):
                 err = DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} bids left above the snapshot's depth horizon")
-            elif ha != INF and bisect_right(a.keys, ha) < HORIZON_MIN_LEVELS:
+            elif ha != INF and (len(ak) < HORIZON_MIN_LEVELS or ak[HORIZON_MIN_LEVELS - 1] > ha):
                 err = DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} asks left below the snapshot's depth horizon")
             else:
                 return True
