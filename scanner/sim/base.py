@@ -71,7 +71,8 @@ class SimVenue(Generic[S]):
             if m is None or not m.active or sym not in walk.mid:
                 continue
             quote_usd = walk.mid.get(f"{m.quote}/USDT") or BASE_PRICES.get(f"{m.quote}/USDT", 1.0)
-            book = SimBook(Grid(m.tick), Grid(m.lot), rng_for(seed, "book", self.name, sym), shape, quote_usd)
+            book = SimBook(Grid.shared(m.tick), Grid.shared(m.lot), rng_for(seed, "book", self.name, sym), shape,
+                           quote_usd)
             book.step(walk.venue_mid(self.name, sym))
             book.collect()
             st = self.new_state(m, book)

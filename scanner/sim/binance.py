@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import Grid, Level, SimBook
+from scanner.sim.book import Grid, Level, SimBook, fixed_rows
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 from scanner.venues.binance import depth_weight
@@ -48,7 +48,7 @@ def px(g: Grid, n: int) -> str:
 
 
 def rows(g: Grid, lot: Grid, levels: list[Level]) -> list[list[str]]:
-    return [[g.fixed(p, 8), lot.fixed(q, 8)] for p, q in levels]
+    return fixed_rows(g, lot, levels)
 
 
 class BinanceVenue(SimVenue[BinanceState]):

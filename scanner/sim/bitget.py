@@ -30,7 +30,7 @@ from aiohttp import web
 from scanner.book.checksum import okx_checksum
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import Grid, Level, SimBook
+from scanner.sim.book import Grid, Level, SimBook, fixed_rows
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 
@@ -91,7 +91,7 @@ class BitgetVenue(SimVenue[BitgetState]):
     def _rows(self, st: BitgetState, levels: list[Level]) -> list[list[str]]:
         g, lot = st.book.price, st.book.lot
         pp, qp = places(g), places(lot)
-        return [[g.fixed(p, pp), lot.fixed(q, qp)] for p, q in levels]
+        return fixed_rows(g, lot, levels, pp, qp)
 
     def _checksum(self, st: BitgetState, extra_bid: Level | None = None) -> int:
         b = st.book

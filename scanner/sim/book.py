@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from math import log as _log
 
 Level = tuple[int, int]  # (price in ticks, size in lots)
+_ROUND = [0, 0, 0, 0, *(10 ** (k - 3) for k in range(4, 16))]  # digits -> step keeping 3 significant digits
+_NO_RANK = -(1 << 80)  # below every rank: the bound of an empty view
+_ROUND_MAX = 10**12  # below this int(log10(units)) == digits - 1 exactly
 
 
 class Grid:
@@ -23,6 +28,15 @@ class Grid:
 
     __slots__ = ("_canon", "_dec", "_fixed", "_mant", "_pow", "step", "text")
     CACHE = 50_000  # formatted values kept per grid (prices near the mid recur constantly)
+    _shared: dict[str, Grid] = {}
+
+    @classmethod
+    def shared(cls, step: str) -> Grid:
+        """One Grid per step text, so that books on the same grid share its text caches."""
+        g = cls._shared.get(step)
+        if g is None:
+            g = cls._shared[step] = cls(step)
+        return g
 
     def __init__(self, step: str) -> None:
         d = Decimal(step)
@@ -36,7 +50,7 @@ class Grid:
         self.step = d
         self.text = step
         self._canon: dict[int, str] = {}
-        self._fixed: dict[int, str] = {}
+        self._fixed: dict[int, dict[int, str]] = {}  # places -> {n: text}
 
     def units(self, text: str) -> int:
         """``text`` as a whole number of steps; ValueError when it is off the grid."""
@@ -68,14 +82,22 @@ class Grid:
 
     def fixed(self, n: int, places: int = 8) -> str:
         """Fixed-point text with ``places`` decimals ("65000.10000000")."""
-        if places == 8:
-            text = self._fixed.get(n)
-            if text is None:
-                if len(self._fixed) >= self.CACHE:
-                    self._fixed.clear()
-                text = self._fixed[n] = self._fixed_text(n, 8)
-            return text
-        return self._fixed_text(n, places)
+        cache = self._fixed.get(places)
+        if cache is None:
+            cache = self._fixed[places] = {}
+        text = cache.get(n)
+        if text is None:
+            if len(cache) >= self.CACHE:
+                cache.clear()
+            text = cache[n] = self._fixed_text(n, places)
+        return text
+
+    def fixed_cache(self, places: int) -> dict[int, str]:
+        """The {n: text} cache :meth:`fixed` keeps for ``places`` (cleared in place when full)."""
+        cache = self._fixed.get(places)
+        if cache is None:
+            cache = self._fixed[places] = {}
+        return cache
 
     def _fixed_text(self, n: int, places: int) -> str:
         if self._dec > places:
@@ -88,82 +110,133 @@ class Grid:
         return n * self._mant / self._pow
 
 
-class Side:
-    """Levels keyed by rank (best = smallest): rank = price ticks for asks, -ticks for bids."""
+def canonical_rows(price: Grid, lot: Grid, levels: Iterable[Level]) -> list[list[str]]:
+    """``[[price.canonical(p), lot.canonical(q)], ...]``, reading the grids' caches inline."""
+    pc, qc, pt, qt = price._canon.get, lot._canon.get, price.canonical, lot.canonical
+    return [[pc(p) or pt(p), qc(q) or qt(q)] for p, q in levels]
 
-    __slots__ = ("best", "levels", "orig", "sign", "worst")
+
+def fixed_rows(price: Grid, lot: Grid, levels: Iterable[Level], pp: int = 8, qp: int = 8) -> list[list[str]]:
+    """``[[price.fixed(p, pp), lot.fixed(q, qp)], ...]``, reading the grids' caches inline."""
+    pc, qc = price.fixed_cache(pp).get, lot.fixed_cache(qp).get
+    pt, qt = price.fixed, lot.fixed
+    return [[pc(p) or pt(p, pp), qc(q) or qt(q, qp)] for p, q in levels]
+
+
+def view_update(side: Side, view: dict[int, int], n: int, changed: list[Level]) -> list[Level]:
+    """Bring ``view`` ({price ticks: size}: the side's best ``n`` levels as of the previous
+    ``collect``) to the side's best ``n`` levels now, in place, and return the changes (price
+    ticks, size; 0 = no longer in the view), unordered. ``changed`` is what ``collect`` returned
+    for this side since then. Work is proportional to the changes, not to ``n``; the view's
+    dict order is not kept (sort its items to render it)."""
+    keys, lv, s = side.keys, side.levels, side.sign
+    new_bound = keys[n - 1] if len(keys) >= n else keys[-1] if keys else _NO_RANK
+    old_bound = (max(view) if s > 0 else -min(view)) if view else _NO_RANK
+    lo = min(old_bound, new_bound)
+    out: list[Level] = []
+    for p, q in changed:  # inside both views: sizes changed, levels added or deleted
+        if p * s <= lo:
+            if q:
+                out.append((p, q))
+                view[p] = q
+            elif p in view:
+                out.append((p, 0))
+                del view[p]
+    if new_bound > old_bound:  # levels that moved up into the view
+        for r in keys[bisect_right(keys, old_bound):bisect_right(keys, new_bound)]:
+            p, q = r * s, lv[r]
+            out.append((p, q))
+            view[p] = q
+    elif new_bound < old_bound:  # levels pushed out of the view (or deleted beyond the new bound)
+        for p in [p for p in view if p * s > new_bound]:
+            out.append((p, 0))
+            del view[p]
+    return out
+
+
+class Side:
+    """Levels keyed by rank (best = smallest): rank = price ticks for asks, -ticks for bids.
+
+    ``keys`` holds the ranks in order (kept sorted on insert/delete with bisect), so the best
+    ``n`` levels are a slice rather than a walk over the grid."""
+
+    __slots__ = ("keys", "levels", "orig", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # -1 bids, +1 asks; price ticks = rank * sign
         self.levels: dict[int, int] = {}
-        self.best = 0
-        self.worst = 0
+        self.keys: list[int] = []  # the ranks of ``levels``, ascending
         self.orig: dict[int, int] = {}  # rank -> size before this round of changes (0 = absent)
+
+    @property
+    def best(self) -> int:
+        return self.keys[0] if self.keys else 0
+
+    @property
+    def worst(self) -> int:
+        return self.keys[-1] if self.keys else 0
 
     def put(self, r: int, units: int) -> None:
         lv = self.levels
-        if r not in self.orig:
-            self.orig[r] = lv.get(r, 0)
-        if not lv:
-            self.best = self.worst = r
-        elif r < self.best:
-            self.best = r
-        elif r > self.worst:
-            self.worst = r
+        old = lv.get(r)
+        orig = self.orig
+        if r not in orig:
+            orig[r] = old or 0
+        if old is None:
+            keys = self.keys
+            if not keys or r > keys[-1]:
+                keys.append(r)
+            else:
+                insort(keys, r)
         lv[r] = units
 
     def remove(self, r: int) -> None:
-        lv = self.levels
-        units = lv.pop(r, None)
+        units = self.levels.pop(r, None)
         if units is None:
             return
         if r not in self.orig:
             self.orig[r] = units
-        if not lv:
-            return
-        if r == self.best:
-            r += 1
-            while r not in lv:
-                r += 1
-            self.best = r
-        elif r == self.worst:
-            r -= 1
-            while r not in lv:
-                r -= 1
-            self.worst = r
+        keys = self.keys
+        if keys[-1] == r:
+            keys.pop()
+        else:
+            del keys[bisect_left(keys, r)]
 
     def clear(self) -> None:
         for r, units in self.levels.items():
             self.orig.setdefault(r, units)
         self.levels.clear()
+        self.keys.clear()
 
     def collect(self) -> tuple[list[Level], dict[int, int]]:
         """Changed levels since the last collect as (price ticks, new size; 0 = deleted),
         best first, and the undo map {rank: previous size}."""
-        lv, s = self.levels, self.sign
-        changed = sorted((r, lv.get(r, 0)) for r, old in self.orig.items() if lv.get(r, 0) != old)
-        undo = {r: self.orig[r] for r, _ in changed}
+        orig = self.orig
+        if not orig:
+            return [], {}
+        get = self.levels.get
         self.orig = {}
-        return [(r * s, u) for r, u in changed], undo
+        changed = [r for r, old in orig.items() if get(r, 0) != old]
+        changed.sort()
+        undo = {r: orig[r] for r in changed}
+        if self.sign > 0:
+            return [(r, get(r, 0)) for r in changed], undo
+        return [(-r, get(r, 0)) for r in changed], undo
 
     def ranks(self, n: int) -> list[int]:
         """The best ``n`` ranks in order."""
-        lv = self.levels
-        if not lv:
-            return []
-        if self.worst - self.best > 4 * len(lv) + 64:  # sparse (hand-set) book
-            return sorted(lv)[:n]
-        out: list[int] = []
-        r, worst = self.best, self.worst
-        while r <= worst and len(out) < n:
-            if r in lv:
-                out.append(r)
-            r += 1
-        return out
+        return self.keys[:n]
 
     def top(self, n: int) -> list[Level]:
         lv, s = self.levels, self.sign
-        return [(r * s, lv[r]) for r in self.ranks(n)]
+        return [(r * s, lv[r]) for r in self.keys[:n]]
+
+    def top_map(self, n: int) -> dict[int, int]:
+        """The best ``n`` levels as {price ticks: size lots}, best first."""
+        lv = self.levels
+        if self.sign > 0:
+            return {r: lv[r] for r in self.keys[:n]}
+        return {-r: lv[r] for r in self.keys[:n]}
 
 
 @dataclass(frozen=True)
@@ -237,9 +310,9 @@ class SimBook:
         """A level size in lots: a random notional at price ``px``, rounded to 3 significant digits."""
         units = int(self._mult[int(self.rng.random() * 256)] / (px * self._base))
         if units >= 1000:
-            q: int = 10 ** (int(math.log10(units)) - 2)
+            q: int = _ROUND[len(str(units))] if units < _ROUND_MAX else 10 ** (int(math.log10(units)) - 2)
             return units // q * q
-        return max(1, units)
+        return units if units > 1 else 1
 
     def _shift(self, side: Side, rb: int, px: float) -> None:
         """Move the side's best level to rank ``rb``, dropping levels that would cross."""
@@ -248,38 +321,79 @@ class SimBook:
             side.clear()
             side.put(rb, self._size(px))
             return
-        while lv and side.best < rb:
-            side.remove(side.best)
+        keys, orig = side.keys, side.orig
+        if keys[0] < rb:  # drop the levels that would cross (inline Side.remove, from the front)
+            i = bisect_left(keys, rb)
+            for r in keys[:i]:
+                units = lv.pop(r)
+                if r not in orig:
+                    orig[r] = units
+            del keys[:i]
         if not lv:
             side.put(rb, self._size(px))
-        elif side.best > rb:
-            rng, fill = self.rng, self.shape.fill
-            for r in range(rb + 1, side.best):
-                if rng.random() < fill:
-                    side.put(r, self._size(px))
-            side.put(rb, self._size(px))
+        elif keys[0] > rb:  # new levels in front of the best one (inline Side.put)
+            rnd, fill, size = self.rng.random, self.shape.fill, self._size
+            new = [rb]
+            for r in range(rb + 1, keys[0]):
+                if rnd() < fill:
+                    new.append(r)
+                    if r not in orig:
+                        orig[r] = 0
+                    lv[r] = size(px)
+            if rb not in orig:
+                orig[rb] = 0
+            lv[rb] = size(px)
+            keys[0:0] = new
 
     def _edit(self, side: Side, px: float) -> None:
-        rng, shape, lv = self.rng, self.shape, side.levels
-        for _ in range(rng.randint(0, shape.edits_max)):
-            r = side.best + int(rng.expovariate(1.0 / shape.edit_offset))
-            if r > side.worst:
+        # rng.randint(0, edits_max) and rng.expovariate(lam) drawn as CPython's random module draws
+        # them (getrandbits rejection sampling; -log(1 - random()) / lam), without their call layers.
+        rng, shape, lv, keys = self.rng, self.shape, side.levels, side.keys
+        rnd, bits = rng.random, rng.getrandbits
+        width = shape.edits_max + 1
+        k = width.bit_length()
+        count = bits(k)
+        while count >= width:
+            count = bits(k)
+        lam = 1.0 / shape.edit_offset
+        for _ in range(count):
+            best = keys[0]
+            r = best + int(-_log(1.0 - rnd()) / lam)
+            if r > keys[-1]:
                 continue
-            if r in lv and r != side.best and rng.random() < shape.delete_p:
+            if r in lv and r != best and rnd() < shape.delete_p:
                 side.remove(r)
             else:
                 side.put(r, self._size(px))
 
     def _fit(self, side: Side, px: float) -> None:
-        """Trim or extend the far end to exactly ``depth`` levels (bids stop above price 0)."""
-        lv, depth, rng, fill = side.levels, self.shape.depth, self.rng, self.shape.fill
+        """Trim or extend the far end to exactly ``depth`` levels (bids stop above price 0).
+        (Side.put/remove and _size inlined: this runs for every side of every book each tick.)"""
+        lv, keys, orig, depth = side.levels, side.keys, side.orig, self.shape.depth
         while len(lv) > depth:
-            side.remove(side.worst)
+            r = keys.pop()
+            units = lv.pop(r)
+            if r not in orig:
+                orig[r] = units
+        if len(lv) >= depth:
+            return
+        rnd, fill, mult = self.rng.random, self.shape.fill, self._mult
+        den = px * self._base
         limit = -1 if side.sign < 0 else 1 << 62
+        r = keys[-1]
         while len(lv) < depth:
-            r = side.worst + 1
-            while r <= limit and rng.random() > fill:
+            r += 1
+            while r <= limit and rnd() > fill:
                 r += 1
             if r > limit:
                 break
-            side.put(r, self._size(px))
+            units = int(mult[int(rnd() * 256)] / den)
+            if units >= 1000:
+                q = _ROUND[len(str(units))] if units < _ROUND_MAX else 10 ** (int(math.log10(units)) - 2)
+                units = units // q * q
+            elif units < 1:
+                units = 1
+            if r not in orig:
+                orig[r] = 0
+            keys.append(r)
+            lv[r] = units

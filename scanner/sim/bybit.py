@@ -26,7 +26,7 @@ from aiohttp import web
 
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import Grid, Level, SimBook
+from scanner.sim.book import Grid, Level, SimBook, canonical_rows, view_update
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 
@@ -57,15 +57,7 @@ class BybitState(SymState):
 
 
 def rows(g: Grid, lot: Grid, levels: list[Level]) -> list[list[str]]:
-    return [[g.canonical(p), lot.canonical(q)] for p, q in levels]
-
-
-def window_diff(old: dict[int, int], new: dict[int, int], descending: bool) -> list[Level]:
-    """Levels that changed between two windows (0 = left the window), best first."""
-    out = [(p, q) for p, q in new.items() if old.get(p) != q]
-    out += [(p, 0) for p in old if p not in new]
-    out.sort(reverse=descending)
-    return out
+    return canonical_rows(g, lot, levels)
 
 
 class BybitVenue(SimVenue[BybitState]):
@@ -102,7 +94,7 @@ class BybitVenue(SimVenue[BybitState]):
     @staticmethod
     def window(st: BybitState, depth: int) -> View:
         b = st.book
-        return dict(b.bids.top(depth)), dict(b.asks.top(depth))
+        return b.bids.top_map(depth), b.asks.top_map(depth)
 
     def _frame(self, st: BybitState, depth: int, kind: str, bids: list[list[str]], asks: list[list[str]],
                now_ms: int) -> bytes:
@@ -135,11 +127,11 @@ class BybitVenue(SimVenue[BybitState]):
         for depth in live:
             subs = self.subs[f"orderbook.{depth}.{st.inst}"]
             old = st.views[depth]
-            new = self.window(st, depth) if changed or restart else old
             if restart:  # service restart: every topic starts again at u = 1 with a snapshot
-                st.u[depth], st.views[depth] = 1, new
+                st.u[depth], st.views[depth] = 1, self.window(st, depth)
                 self._push(subs, self.snapshot_frame(st, depth, now_ms))
             elif depth == 1:  # snapshots only; an unchanged one is re-sent every l1_resend_s
+                new = self.window(st, depth) if changed else old
                 if new != old or force:
                     st.u[1] += 2 if st.skip else 1
                     skipped = skipped or st.skip
@@ -149,18 +141,24 @@ class BybitVenue(SimVenue[BybitState]):
                 st.l1_sent = mono
                 self._push(subs, self.snapshot_frame(st, 1, now_ms))
             else:
-                skipped = self._delta(st, depth, subs, old, new, bad, force, now_ms) or skipped
+                skipped = self._delta(st, depth, subs, old, changed, bad, force, now_ms, bch, ach) or skipped
         if skipped:
             st.skip = False
 
-    def _delta(self, st: BybitState, depth: int, subs: set[SimConn], old: View, new: View,
-               bad: tuple[int, int] | None, force: bool, now_ms: int) -> bool:
-        """Push the window diff of one topic (if any); True when a pending skip_seq was used."""
-        bdiff = window_diff(old[0], new[0], True) if new is not old else []
-        adiff = window_diff(old[1], new[1], False) if new is not old else []
+    def _delta(self, st: BybitState, depth: int, subs: set[SimConn], view: View, changed: bool,
+               bad: tuple[int, int] | None, force: bool, now_ms: int, bch: list[Level], ach: list[Level]) -> bool:
+        """Bring the topic's window up to date and push its diff (if any); True when a pending
+        skip_seq was used. ``view`` is the book's window as of the previous tick (every change
+        goes through here), so :func:`view_update` needs only this tick's changes."""
+        bdiff: list[Level] = []
+        adiff: list[Level] = []
+        if changed:
+            bdiff = view_update(st.book.bids, view[0], depth, bch)
+            adiff = view_update(st.book.asks, view[1], depth, ach)
+            bdiff.sort(reverse=True)
+            adiff.sort()
         if not (bdiff or adiff or bad is not None or force):
             return False
-        st.views[depth] = new
         st.u[depth] += 2 if st.skip else 1  # skip: as if one delta had been lost
         if force or (bad is None and st.snap_rng.random() < self.knobs.resnapshot_p):
             self._push(subs, self.snapshot_frame(st, depth, now_ms))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from aiohttp import WSMsgType, web
 from scanner.sim.book import BookShape, SimBook
 
 TEXT, BINARY, PING, PONG, CLOSE = range(5)
+DIRECT_LIMIT = 1 << 16  # bytes buffered in the transport above which frames queue for the writer task
+_LEN2 = struct.Struct("!BBH").pack  # WebSocket frame header, 16-bit length (server frames are not masked)
+_LEN3 = struct.Struct("!BBQ").pack  # 64-bit length
 # Per-request notes for the request log: set by handlers, read by the logging middleware.
 WEIGHT = web.RequestKey("weight", int)
 IS_WS = web.RequestKey("ws", bool)
@@ -95,11 +99,30 @@ class SimConn:
         self._max_queue = max_queue
         self._out: deque[tuple[int, bytes]] = deque()
         self._wake = asyncio.Event()
+        # Direct framing is only byte-identical without permessage-deflate (which no client here asks for).
+        self._direct = not ws.compress
         self._task = asyncio.create_task(self._writer())
 
     def _put(self, kind: int, data: bytes) -> None:
         if self.closed:
             return
+        if kind <= BINARY and not self._out and self._direct:
+            # Nothing queued ahead: frame and write it now, as aiohttp's writer would (same bytes),
+            # without a task switch per frame. Only while the socket keeps up; else it queues.
+            t = self.transport
+            if t is None or t.is_closing():
+                self.closed = True
+                return
+            if t.get_write_buffer_size() < DIRECT_LIMIT:
+                n = len(data)
+                op = 0x81 if kind == TEXT else 0x82
+                if n < 126:
+                    t.write(bytes((op, n)) + data)
+                elif n < 65536:
+                    t.write(_LEN2(op, 126, n) + data)
+                else:
+                    t.write(_LEN3(op, 127, n) + data)
+                return
         if len(self._out) >= self._max_queue:
             self.abort()
             return

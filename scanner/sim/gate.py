@@ -32,8 +32,8 @@ from aiohttp import web
 
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import SimBook
-from scanner.sim.bybit import View, rows, window_diff
+from scanner.sim.book import Level, SimBook, view_update
+from scanner.sim.bybit import View, rows
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 
@@ -143,11 +143,14 @@ class GateVenue(SimVenue[GateState]):
         force, st.resnap = st.resnap, False
         for key in live:
             _, _, depth = key.rpartition(".")
-            old = st.views[key]
-            new = self.window(st, int(depth)) if n else old
-            bdiff = window_diff(old[0], new[0], True) if n else []
-            adiff = window_diff(old[1], new[1], False) if n else []
-            st.views[key] = new
+            view = st.views[key]  # the window as of the previous tick: only this tick's changes can move it
+            bdiff: list[Level] = []
+            adiff: list[Level] = []
+            if n:
+                bdiff = view_update(st.book.bids, view[0], int(depth), bch)
+                adiff = view_update(st.book.asks, view[1], int(depth), ach)
+                bdiff.sort(reverse=True)
+                adiff.sort()
             g, lot = st.book.price, st.book.lot
             b, a = rows(g, lot, bdiff), rows(g, lot, adiff)
             if bad is not None:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import Grid, Level, SimBook
+from scanner.sim.book import Grid, Level, SimBook, view_update
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 
@@ -77,7 +77,7 @@ class View:
 
     levels: int
     seq: int  # seqNum of the state the view holds
-    bids: dict[int, int]  # price ticks -> size lots, best first
+    bids: dict[int, int]  # price ticks -> size lots (unordered: updated in place by view_update)
     asks: dict[int, int]
     subs: set[SimConn] = field(default_factory=set)
     skip: bool = False  # skip_seq pending: the next update's prevSeqNum points past a lost one
@@ -88,13 +88,6 @@ class HtxState(SymState):
     seq: int = 0  # seqNum of the current book
     views: dict[int, View] = field(default_factory=dict)
     depth_subs: set[SimConn] = field(default_factory=set)
-
-
-def _diff(old: dict[int, int], new: dict[int, int], sign: int) -> list[Level]:
-    out = [(p, q) for p, q in new.items() if old.get(p) != q]
-    out += [(p, 0) for p in old if p not in new]
-    out.sort(key=lambda r: r[0] * sign)
-    return out
 
 
 class HtxVenue(SimVenue[HtxState]):
@@ -168,14 +161,19 @@ class HtxVenue(SimVenue[HtxState]):
             if not view.subs:
                 del st.views[n]  # nobody follows it: a later sub/req starts a fresh view
                 continue
-            self._push_view(st, view, now_ms, bad, lost)
+            self._push_view(st, view, now_ms, bad, lost, bch, ach)
         if changed and st.depth_subs:
             self._send(st.depth_subs, self._depth_text(st, now_ms, None))
 
-    def _push_view(self, st: HtxState, view: View, now_ms: int, bad: Level | None, lost: int) -> None:
+    def _push_view(self, st: HtxState, view: View, now_ms: int, bad: Level | None, lost: int,
+                   bch: list[Level], ach: list[Level]) -> None:
+        """Send the diff between the view and the book's top ``levels`` now. The view holds the
+        book as of the previous ``collect`` (it is updated on every push, and created between
+        ticks), so only levels in ``bch``/``ach`` can have changed size inside it."""
         b, n = st.book, view.levels
-        nb, na = dict(b.bids.top(n)), dict(b.asks.top(n))
-        db, da = _diff(view.bids, nb, -1), _diff(view.asks, na, 1)
+        db, da = view_update(b.bids, view.bids, n, bch), view_update(b.asks, view.asks, n, ach)
+        db.sort(reverse=True)
+        da.sort()
         if bad is not None:
             db = [r for r in db if r[0] != bad[0]]
             db.insert(0, bad)
@@ -183,7 +181,7 @@ class HtxVenue(SimVenue[HtxState]):
             return
         prev = lost if view.skip else view.seq
         view.skip = False
-        view.seq, view.bids, view.asks = st.seq, nb, na
+        view.seq = st.seq
         sides = []
         if db or n not in TICK_BY_TICK or not da:
             sides.append(f'"bids":{self._rows(st, db)}')
@@ -298,7 +296,8 @@ class HtxVenue(SimVenue[HtxState]):
         else:
             view = self._view(st, levels)
             text = (f'{{"id":{rid_json},"rep":"{name}","status":"ok","ts":{now_ms},"data":{{"seqNum":{view.seq},'
-                    f'"bids":{self._rows(st, view.bids)},"asks":{self._rows(st, view.asks)}}}}}')
+                    f'"bids":{self._rows(st, sorted(view.bids.items(), reverse=True))},'
+                    f'"asks":{self._rows(st, sorted(view.asks.items()))}}}}}')
         conn.send_bytes(pack(text, self.knobs.gzip_level))
 
     def _on_pong(self, conn: SimConn, value: object) -> None:

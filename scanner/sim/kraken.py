@@ -30,7 +30,7 @@ from aiohttp import web
 from scanner.book.checksum import kraken_checksum
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import Grid, Level, Side, SimBook
+from scanner.sim.book import Grid, Level, Side, SimBook, fixed_rows
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 from scanner.venues.kraken import DEPTHS, places, v2_code
@@ -101,17 +101,27 @@ class KrakenVenue(SimVenue[KrakenState]):
         return grid.fixed(n, d)
 
     # ----- book data --------------------------------------------------------------------------
-    def _rows(self, st: KrakenState, rows: list[Level]) -> str:
+    def _grid_places(self, g: Grid) -> int:
+        d = self._places.get(g.text)
+        if d is None:
+            d = self._places[g.text] = places(g.text)
+        return d
+
+    def _texts(self, st: KrakenState, rows: list[Level]) -> list[list[str]]:
         g, lot = st.book.price, st.book.lot
-        return ",".join(f'{{"price":{self.fmt(g, p)},"qty":{self.fmt(lot, q) if q else 0}}}' for p, q in rows)
+        return fixed_rows(g, lot, rows, self._grid_places(g), self._grid_places(lot))
+
+    def _rows(self, st: KrakenState, rows: list[Level]) -> str:
+        texts = self._texts(st, rows)
+        return ",".join(f'{{"price":{t[0]},"qty":{t[1] if r[1] else 0}}}' for t, r in zip(texts, rows, strict=True))
 
     def _checksum(self, st: KrakenState, bad: Level | None = None) -> int:
-        b, g, lot = st.book, st.book.price, st.book.lot
+        b = st.book
         bids = b.bids.top(10)
         if bad is not None:  # a crossed bogus bid on top, as if the venue itself published it
             bids = [bad, *bids[:9]]
-        return kraken_checksum([(self.fmt(g, p), self.fmt(lot, q)) for p, q in bids],
-                               [(self.fmt(g, p), self.fmt(lot, q)) for p, q in b.asks.top(10)])
+        return kraken_checksum([(t[0], t[1]) for t in self._texts(st, bids)],
+                               [(t[0], t[1]) for t in self._texts(st, b.asks.top(10))])
 
     def _frame(self, st: KrakenState, kind: str, bids: list[Level], asks: list[Level], crc: int,
                now_ms: int | None) -> bytes:

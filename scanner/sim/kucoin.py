@@ -32,7 +32,7 @@ from aiohttp import web
 
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import SimBook
+from scanner.sim.book import SimBook, canonical_rows
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 
@@ -116,12 +116,12 @@ class KucoinVenue(SimVenue[KucoinState]):
             return
         g, lot = st.book.price, st.book.lot
         start = st.seq + 1
-        bids = [[g.canonical(p), lot.canonical(q)] for p, q in bch]
+        bids = canonical_rows(g, lot, bch)
         if bad is not None:
             bad_px = g.canonical(bad[0])
             bids = [r for r in bids if r[0] != bad_px]
             bids.insert(0, [bad_px, lot.canonical(bad[1])])
-        asks = [[g.canonical(p), lot.canonical(q)] for p, q in ach]
+        asks = canonical_rows(g, lot, ach)
         if noop:
             (bids if st.rng.random() < 0.5 else asks).append(["0", "0"])
         for row in bids + asks:  # one sequence per change, bids first

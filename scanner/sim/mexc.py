@@ -26,7 +26,7 @@ from aiohttp import web
 
 from scanner.markets import Market
 from scanner.sim.base import SimConn, SimVenue, SymState
-from scanner.sim.book import Grid, Level, SimBook
+from scanner.sim.book import Grid, Level, SimBook, canonical_rows
 from scanner.sim.conn import WEIGHT
 from scanner.sim.market import rng_for
 from scanner.venues import mexc_pb as pb
@@ -58,7 +58,43 @@ class MexcState(SymState):
 
 
 def rows(g: Grid, lot: Grid, levels: list[Level]) -> list[list[str]]:
-    return [[g.canonical(p), lot.canonical(q)] for p, q in levels]
+    return canonical_rows(g, lot, levels)
+
+
+_FIELD1: dict[str, bytes] = {}  # price text -> its encoded ``price = 1`` field
+_FIELD2: dict[str, bytes] = {}  # quantity text -> its encoded ``quantity = 2`` field
+
+
+def _string_field(cache: dict[str, bytes], field: int, text: str) -> bytes:
+    data = cache.get(text)
+    if data is None:
+        if len(cache) >= 100_000:
+            cache.clear()
+        data = cache[text] = pb.string_field(field, text)
+    return data
+
+
+def encode_levels(field: int, levels: list[list[str]]) -> bytes:
+    """``pb.encode_levels`` (the same bytes) with each price and quantity field encoded once."""
+    out = []
+    f1, f2 = _FIELD1, _FIELD2
+    for p, q in levels:
+        item = (f1.get(p) or _string_field(f1, 1, p)) + (f2.get(q) or _string_field(f2, 2, q))
+        out.append(pb.length_delimited(field, item) if len(item) >= 0x80 else bytes((field << 3 | 2, len(item))) + item)
+    return b"".join(out)
+
+
+def encode_aggre_depths(asks: list[list[str]], bids: list[list[str]], event_type: str, from_version: str,
+                        to_version: str) -> bytes:
+    """``pb.encode_aggre_depths`` with the cached level encoder."""
+    return (encode_levels(1, asks) + encode_levels(2, bids) + pb.string_field(3, event_type)
+            + pb.string_field(4, from_version) + pb.string_field(5, to_version))
+
+
+def encode_limit_depths(asks: list[list[str]], bids: list[list[str]], event_type: str, version: str) -> bytes:
+    """``pb.encode_limit_depths`` with the cached level encoder."""
+    return (encode_levels(1, asks) + encode_levels(2, bids) + pb.string_field(3, event_type)
+            + pb.string_field(4, version))
 
 
 def ack(msg: str, rid: object = 0) -> bytes:
@@ -113,7 +149,7 @@ class MexcVenue(SimVenue[MexcState]):
                 bids.insert(0, [bad_px, lot.canonical(bad[1])])
             for iv, conns in streams:
                 event = f"spot@public.aggre.depth.v3.api.pb@{iv}"
-                body = pb.encode_aggre_depths(asks, bids, event, str(first), str(st.version))
+                body = encode_aggre_depths(asks, bids, event, str(first), str(st.version))
                 frame = pb.encode_push(f"{event}@{inst}", pb.AGGRE_DEPTHS, body, symbol=inst, send_time=now_ms)
                 for c in conns:
                     c.send_bytes(frame)
@@ -127,12 +163,12 @@ class MexcVenue(SimVenue[MexcState]):
                     only_if_changed: bool) -> None:
         b = st.book
         asks, bids = rows(b.price, b.lot, b.asks.top(depth)), rows(b.price, b.lot, b.bids.top(depth))
-        levels = pb.encode_levels(1, asks) + pb.encode_levels(2, bids)
+        levels = encode_levels(1, asks) + encode_levels(2, bids)
         if only_if_changed and st.tops.get(depth) == levels:
             return
         st.tops[depth] = levels
         event = "spot@public.limit.depth.v3.api.pb"
-        body = pb.encode_limit_depths(asks, bids, event, str(st.version))
+        body = encode_limit_depths(asks, bids, event, str(st.version))
         frame = pb.encode_push(f"{event}@{st.inst}@{depth}", pb.LIMIT_DEPTHS, body, symbol=st.inst,
                                send_time=now_ms)
         for c in subs:
