@@ -96,6 +96,7 @@ class FeeModel:
         self._venues = dict(venues)
         self._account: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
         self._pairs: dict[tuple[str, str, str], PairFees] = {}
+        self.version = 0  # +1 whenever rates change: callers caching PairFees rebuild
 
     @classmethod
     def flat(cls, takers: Mapping[str, Decimal]) -> FeeModel:
@@ -146,6 +147,7 @@ class FeeModel:
         for symbol, tm in rates.items():
             self._account[(venue, symbol)] = tm
         self._pairs.clear()
+        self.version += 1
 
 
 FEE_MODES = ("static", "auto")

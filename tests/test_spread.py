@@ -203,3 +203,31 @@ def test_profit_below_minimum_is_refused() -> None:
     d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
     assert d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now) == []
     assert refusals(m, "below_min_profit", "okx") == 1
+
+
+def test_account_rates_fetched_later_reach_the_cached_pairs() -> None:
+    # okx ask 100, binance bid 100.15 (10 each): +15 bps gross; at 0.1 % a side it is below fees, at 0.01 % a
+    # side it nets 13 bps and 1.3 quote: it qualifies
+    d, m = detector()
+    now = time.time_ns()
+    d.update(view("okx", [("99", "10")], [("100", "10")], now_ns=now), now)
+    assert d.update(view("binance", [("100.15", "10")], [("102", "10")], now_ns=now), now) == []
+    assert refusals(m, "below_fees", "okx") == 1
+    low = (Decimal("0.0001"), Decimal("0.0001"))
+    d.fee_model.set_account("okx", {"BTC/USDT": low})
+    d.fee_model.set_account("binance", {"BTC/USDT": low})
+    opps = d.update(view("binance", [("100.15", "10")], [("102", "10")], now_ns=now), now)
+    assert [(o.event, o.buy_venue, o.sell_venue, o.buy_fee) for o in opps] == [("open", "okx", "binance", "0.0001")]
+    assert refusals(m, "below_fees", "okx") == 1
+
+
+def test_a_book_turns_stale_between_updates_without_being_sent_again() -> None:
+    # the usability horizon is cached per book: it must still expire with the clock
+    d, m = detector()
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)
+    assert refusals(m, "stale_book", "okx") == 0
+    later = now + 1_000_000_001 + 999_999_999  # past max_book_age_ms for the okx book
+    d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)
+    assert refusals(m, "stale_book", "okx") == 1

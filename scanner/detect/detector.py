@@ -22,7 +22,7 @@ from decimal import Decimal
 from scanner.config import DetectorSettings
 from scanner.detect import crossquote
 from scanner.detect.lifecycle import Key, OpportunityTracker
-from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
+from scanner.detect.spread import Fill, fmt, walk
 from scanner.fees import FeeModel, PairFees
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
@@ -52,6 +52,8 @@ class SpreadDetector:
         # the per-evaluation metric families' dicts, written directly (scanner/sinks/metrics.py, ScrapeFamily)
         self._evals, self._refusals = metrics.evaluations.values, metrics.refusals.values
         self._gross, self._net = metrics.spread_gross.values, metrics.spread_net.values
+        self._specs: dict[tuple[str, str], dict[str, tuple[_PairSpec, _PairSpec]]] = {}
+        self._fee_version = -1
 
     def update(self, view: BookView, now_ns: int) -> list[Opportunity]:
         """Take a new book and return the lifecycle events to emit now."""
@@ -72,33 +74,44 @@ class SpreadDetector:
                     self._drop_pair(view.symbol, view.venue, other, now_ns, view.recv_ns, out)
             return out
         # The pre-screen of every pair is inlined here (most pairs stop at it: the fees eat the top-of-book
-        # spread); only pairs that pass it take the Decimal walk in _walk.
-        symbol, trigger_ns, fees = view.symbol, view.recv_ns, self.fees
-        pair, tracker, gross_of, net_of = self.fee_model.pair, self.tracker, self._gross, self._net
+        # spread); only pairs that pass it take the Decimal walk in _walk. Per (symbol, venue, other venue)
+        # the keys, fees and refusal keys are made once (_PairSpec); a book's usability is one comparison.
+        symbol, trigger_ns = view.symbol, view.recv_ns
+        tracker, live, gross_of, net_of, refusals = self.tracker, self.tracker.live, self._gross, self._net, \
+            self._refusals
+        specs_of = self._specs_for(symbol, view.venue)
         screen = self._min_net_bps - 0.01  # float pre-screen with a little slack; the Decimal walk decides
         evaluated = 0
         for other, ov in venues.items():
-            if other == view.venue or other not in fees:
-                continue
-            if not self._usable(ov, now_ns):
+            specs = specs_of.get(other)
+            if specs is None:
+                if other == view.venue or other not in self.fees:
+                    continue
+                specs = specs_of[other] = _pair_specs(self.fee_model, symbol, view.venue, other)
+            if ov.good_until < now_ns and not self._usable(ov, now_ns):
                 self._drop_pair(symbol, view.venue, other, now_ns, trigger_ns, out)
                 continue
-            for buy, sell in ((view, ov), (ov, view)):
-                key = (symbol, buy.venue, sell.venue)
-                pf = pair(symbol, buy.venue, sell.venue)
-                gross, net = top_spread_bps(buy.best_ask, sell.best_bid, pf.buy_f, pf.sell_f, pf.buy_fee_in_base)
+            for spec, buy, sell in ((specs[0], view, ov), (specs[1], ov, view)):
+                ask, bid = buy.best_ask, sell.best_bid
+                gross = (bid - ask) / ask * 1e4
+                if spec.base:  # the buy fee comes out of the coins bought
+                    net = (bid * spec.keep * spec.down - ask) / ask * 1e4
+                else:
+                    cost = ask * spec.up
+                    net = (bid * spec.down - cost) / cost * 1e4
+                key = spec.key
                 gross_of[key] = gross
                 net_of[key] = net
                 evaluated += 1
                 if net < screen:
                     if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
-                        self._refuse("below_fees", buy.venue)
-                    if len(tracker):
+                        refusals[spec.below_fees] = refusals.get(spec.below_fees, 0.0) + 1.0
+                    if key in live:
                         closed = tracker.drop(key, now_ns, trigger_ns)
                         if closed is not None:
                             out.append(closed)
                     continue
-                opp = self._walk(buy, sell, key, pf, now_ns, trigger_ns)
+                opp = self._walk(buy, sell, key, spec.fees, now_ns, trigger_ns)
                 if opp is not None:
                     out.append(opp)
         self._evals[()] += evaluated
@@ -143,11 +156,26 @@ class SpreadDetector:
         self._refuse("too_short", key[1])
 
     def _usable(self, v: BookView, now_ns: int) -> bool:
-        reason = unusable_reason(v, now_ns, self._max_age_ns)
-        if reason is None:
+        """Whether ``v`` can be used now (its reason counted if not); caches when it stops being usable
+        in ``v.good_until``, so the hot path's check is ``now_ns <= v.good_until``."""
+        if v.good_until < 0:
+            v.good_until = good_until(v, self._max_age_ns)
+        if now_ns <= v.good_until:
             return True
+        reason = unusable_reason(v, now_ns, self._max_age_ns) or "stale_book"
         self._refuse(reason, v.venue)
         return False
+
+    def _specs_for(self, symbol: str, venue: str) -> dict[str, tuple[_PairSpec, _PairSpec]]:
+        """Other venue -> the pair specs of (buy here, sell there) and (buy there, sell here); rebuilt when
+        the fee model changed (account rates fetched)."""
+        if self._fee_version != self.fee_model.version:
+            self._fee_version = self.fee_model.version
+            self._specs.clear()
+        specs = self._specs.get((symbol, venue))
+        if specs is None:
+            specs = self._specs[(symbol, venue)] = {}
+        return specs
 
     def _walk(self, buy: BookView, sell: BookView, key: Key, pf: PairFees, now_ns: int,
               trigger_ns: int) -> Opportunity | None:
@@ -278,6 +306,35 @@ class SpreadDetector:
 
     def book_count(self) -> int:
         return sum(len(v) for v in self.books.values())
+
+
+class _PairSpec:
+    """One directed pair of one symbol, precomputed: its key, fees, the pre-screen's float factors (the
+    same operations as :func:`scanner.detect.spread.top_spread_bps`) and the ``below_fees`` refusal key."""
+
+    __slots__ = ("base", "below_fees", "down", "fees", "keep", "key", "up")
+
+    def __init__(self, key: Key, fees: PairFees) -> None:
+        self.key, self.fees, self.base = key, fees, fees.buy_fee_in_base
+        self.up, self.down = 1 + fees.buy_f, 1 - fees.sell_f
+        self.keep = 1 - fees.buy_f  # base-fee pairs: the share of the coins bought that is kept
+        self.below_fees = ("below_fees", key[1])
+
+
+def _pair_specs(model: FeeModel, symbol: str, venue: str, other: str) -> tuple[_PairSpec, _PairSpec]:
+    return (_PairSpec((symbol, venue, other), model.pair(symbol, venue, other)),
+            _PairSpec((symbol, other, venue), model.pair(symbol, other, venue)))
+
+
+def good_until(v: BookView, max_age_ns: int) -> int:
+    """The last time (ns) ``v`` is usable: 0 when it never is (invalid, empty, crossed), else when it turns
+    stale by receive time or exchange timestamp (see :func:`unusable_reason`)."""
+    if not v.valid or not v.bids or not v.asks or v.best_bid >= v.best_ask:
+        return 0
+    until = v.recv_ns + max_age_ns
+    if v.exch_ms:
+        until = min(until, v.exch_ms * 1_000_000 + max_age_ns)
+    return until
 
 
 def unusable_reason(v: BookView, now_ns: int, max_age_ns: int) -> str | None:

@@ -65,6 +65,7 @@ class OpportunityTracker:
         self._interval_ns = emit_interval_ms * 1_000_000
         self._on_too_short = on_too_short
         self._live: dict[Key, _Live] = {}
+        self.live = self._live  # read-only for callers: ``key in tracker.live`` before a drop() on the hot path
 
     def __len__(self) -> int:
         return len(self._live)

@@ -79,6 +79,8 @@ class BookView:
     dec_bids: list[tuple[Decimal, Decimal]] = field(default_factory=list, init=False, repr=False, compare=False)
     dec_asks: list[tuple[Decimal, Decimal]] = field(default_factory=list, init=False, repr=False, compare=False)
     ask_notional: float = field(default=-1.0, init=False, repr=False, compare=False)  # -1: not computed yet
+    # the detector's cache: usable until this time (ns; 0 never, -1 not computed yet), see SpreadDetector
+    good_until: int = field(default=-1, init=False, repr=False, compare=False)
 
     def asks_notional_bound(self) -> float:
         """An upper bound of the quote the whole ask side costs (sum of price x size, as floats), or inf
