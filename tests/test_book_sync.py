@@ -218,3 +218,45 @@ def test_buffer_keeps_only_diffs_within_the_age_bound_and_still_bridges() -> Non
     snap = BookMsg("BTCUSDT", True, [["80", "1"]], [["200", "1"]], 72, 0, 0, 0, 4 * s)
     assert sb.on_snapshot(snap)  # lastUpdateId 72: bridges into the diff U=70..u=79
     assert sb.valid and sb.book.seq == 89 and top(sb)[0] == ("98", "1")
+
+
+def test_a_broken_book_leaves_no_cyclic_garbage() -> None:
+    # A frame holding the exception it raises makes frame -> exception -> traceback -> frame a cycle that
+    # only the cyclic GC frees (the pipeline runs it once a second), and with it the whole message. Every
+    # book's failure paths must leave nothing for it: gaps, crossed books, checksums, KuCoin's depth horizon.
+    import gc
+
+    from scanner.book.errors import BookError
+    from scanner.venues import bybit, kraken, kucoin
+
+    def snap(inst: str, seq: int) -> BookMsg:
+        return BookMsg(inst, True, [["99", "1"]], [["101", "1"]], seq, -1, 0, 0, 0)
+
+    def broken() -> list[tuple[SyncedBook, BookMsg, BookMsg]]:
+        return [
+            (okx.make_book("books"), snap("A", 10), msg(20, 15)),  # gap
+            (okx.make_book("books"), snap("A", 10), msg(11, 10, bids=[["102", "1"]])),  # crossed
+            (bybit.make_book("orderbook.50"), snap("B", 10), BookMsg("B", False, [], [], 12, 11, 0, 0, 0)),
+            (bybit.make_book("orderbook.50"), snap("B", 10),
+             BookMsg("B", False, [["102", "1"]], [], 11, 10, 0, 0, 0)),
+            (kraken.make_book("book.10"), snap("C", 1), BookMsg("C", False, [["98", "1"]], [], 2, 1, 12345, 0, 0)),
+            (kucoin.make_book("level2"), snap("D", 10), BookMsg("D", False, [], [], 12, 12, 0, 0, 0)),
+            (kucoin.make_book("level2"), snap("D", 10),
+             BookMsg("D", False, [["102", "1", "11"]], [], 11, 11, 0, 0, 0)),
+        ]
+
+    gc.collect()
+    gc.disable()
+    try:
+        raised = 0
+        for book, first, bad in broken():
+            assert book.on_message(first)
+            try:
+                book.on_message(bad)
+            except BookError:
+                raised += 1
+            assert not book.valid
+        assert raised == 7
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

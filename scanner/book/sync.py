@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import NoReturn
 
 from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, SequenceGap
 from scanner.book.l2 import L2Book, apply_sides
@@ -85,6 +86,16 @@ class SyncedBook:
         self.valid = False
         self.book.clear()
         self._buffer.clear()
+
+    def _fail(self, err: BookError) -> NoReturn:
+        """Invalidate the book and raise ``err``. Pass the exception inline (``self._fail(X(...))``), never
+        from a local: a frame holding the exception it raises makes frame -> exception -> traceback ->
+        frame a reference cycle, freed only by the cyclic GC, and with it the frame's whole message."""
+        self.invalidate()
+        try:
+            raise err
+        finally:
+            del err
 
     def on_message(self, msg: BookMsg) -> bool:
         """Apply one frame. Returns True when the book changed and is valid.

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
+from scanner.book.errors import CrossedBook, ParseError, SequenceGap
 from scanner.book.l2 import apply_sides
 from scanner.book.sync import APPLY, GAP, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
@@ -156,9 +156,7 @@ class BybitBook(SyncedBook):
         if seq != book.seq + 1:
             if seq <= book.seq:
                 return False  # STALE
-            err: BookError = SequenceGap(f"expected continuation of {book.seq}, got prev={msg.prev} seq={seq}")
-            self.invalidate()
-            raise err
+            self._fail(SequenceGap(f"expected continuation of {book.seq}, got prev={msg.prev} seq={seq}"))
         b, a = book.bids, book.asks
         try:
             flags = apply_sides(b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, msg.bids, msg.asks,
@@ -171,9 +169,7 @@ class BybitBook(SyncedBook):
         if flags & 1:
             self._crc_dirty = True
         if flags & 2:
-            err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
-            self.invalidate()
-            raise err
+            self._fail(CrossedBook(f"best bid {b.best()} >= best ask {a.best()}"))
         return True
 
 

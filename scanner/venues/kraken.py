@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from scanner.book.errors import BookError, ChecksumMismatch, CrossedBook, ParseError
+from scanner.book.errors import ChecksumMismatch, CrossedBook, ParseError
 from scanner.book.l2 import COMPILED, L2Book, apply_sides, kraken_crc32, kraken_v1
 from scanner.book.sync import APPLY, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
@@ -335,15 +335,11 @@ class KrakenBook(SyncedBook):
                 self._crc = kraken_crc32(b.pxs, b.szs, a.pxs, a.szs, CHECKSUM_DEPTH)
                 self._crc_dirty = False
             if self._crc != crc:
-                err: BookError = ChecksumMismatch(f"checksum {crc} != local {self._crc} at seq {seq}")
-                self.invalidate()
-                raise err
+                self._fail(ChecksumMismatch(f"checksum {crc} != local {self._crc} at seq {seq}"))
         elif flags & 1:
             self._crc_dirty = True
         if flags & 2:
-            err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
-            self.invalidate()
-            raise err
+            self._fail(CrossedBook(f"best bid {b.best()} >= best ask {a.best()}"))
         return True
 
 

@@ -209,12 +209,9 @@ class KucoinBook(SyncedBook):
         local, seq, prev = book.seq, msg.seq, msg.prev
         if seq <= local:
             return False  # STALE
-        err: BookError
         if prev != local + 1:
             if prev > local + 1:
-                err = SequenceGap(f"expected continuation of {local}, got prev={prev} seq={seq}")
-                self.invalidate()
-                raise err
+                self._fail(SequenceGap(f"expected continuation of {local}, got prev={prev} seq={seq}"))
             try:
                 self._apply(msg)  # straddles the local sequence
             except BookError:
@@ -234,19 +231,15 @@ class KucoinBook(SyncedBook):
         if flags & 1:
             self._crc_dirty = True
         if flags & 2:
-            err = CrossedBook(f"best bid {b.best()} >= best ask {a.best()}")
-        else:
-            # bisect_right(keys, h) < HORIZON_MIN_LEVELS (fewer levels than that at or inside the horizon), read
-            # off the sorted keys at one index instead of a bisection
-            hb, ha = self.horizon
-            if hb != INF and (len(bk) < HORIZON_MIN_LEVELS or bk[HORIZON_MIN_LEVELS - 1] > hb):
-                err = DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} bids left above the snapshot's depth horizon")
-            elif ha != INF and (len(ak) < HORIZON_MIN_LEVELS or ak[HORIZON_MIN_LEVELS - 1] > ha):
-                err = DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} asks left below the snapshot's depth horizon")
-            else:
-                return True
-        self.invalidate()
-        raise err
+            self._fail(CrossedBook(f"best bid {b.best()} >= best ask {a.best()}"))
+        # bisect_right(keys, h) < HORIZON_MIN_LEVELS (fewer levels than that at or inside the horizon), read
+        # off the sorted keys at one index instead of a bisection
+        hb, ha = self.horizon
+        if hb != INF and (len(bk) < HORIZON_MIN_LEVELS or bk[HORIZON_MIN_LEVELS - 1] > hb):
+            self._fail(DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} bids left above the snapshot's depth horizon"))
+        if ha != INF and (len(ak) < HORIZON_MIN_LEVELS or ak[HORIZON_MIN_LEVELS - 1] > ha):
+            self._fail(DepthHorizon(f"fewer than {HORIZON_MIN_LEVELS} asks left below the snapshot's depth horizon"))
+        return True
 
     def _apply(self, msg: BookMsg) -> None:
         local = self.book.seq
