@@ -6,7 +6,9 @@ them to float, so checksums and money computed downstream stay exact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any
 
 # A level as received: [price, size, *venue extras]. Extras (OKX order counts) are ignored.
 Level = list[str]
@@ -141,3 +143,24 @@ class Opportunity:
                 "fee": self.conversion_fee, "levels": self.conversion_levels,
             },
         }
+
+
+_OPP_NAMES = tuple(f.name for f in fields(Opportunity))
+_OPP_GET = attrgetter(*_OPP_NAMES)
+_OPP_SLOTS = {n: Opportunity.__dict__[n] for n in _OPP_NAMES}  # the slots' member descriptors
+
+
+def evolve(opp: Opportunity, **changes: Any) -> Opportunity:
+    """``dataclasses.replace(opp, **changes)`` at a fraction of the cost (the detector makes two per event):
+    the slots are copied through their descriptors, with no ``__init__`` and no per-field ``getattr`` in
+    Python. Opportunity has no ``__post_init__`` to skip."""
+    new = object.__new__(Opportunity)
+    slots = _OPP_SLOTS
+    for name, value in zip(_OPP_NAMES, _OPP_GET(opp), strict=True):
+        slots[name].__set__(new, value)
+    for name, value in changes.items():
+        slot = slots.get(name)
+        if slot is None:
+            raise TypeError(f"Opportunity has no field {name!r}")
+        slot.__set__(new, value)
+    return new

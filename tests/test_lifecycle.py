@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from scanner.detect.lifecycle import Key, OpportunityTracker, opportunity_id
 from scanner.model import Opportunity
@@ -71,3 +72,22 @@ def test_poll_opens_a_candidate_that_persisted_without_new_evaluations() -> None
     assert t.poll(1400 * MS) == []  # opened once
     close = t.drop(("BTC/USDT", "okx", "binance"), 1500 * MS, 1500 * MS)
     assert close is not None and close.event == "close" and close.duration_ms == 500.0
+
+
+def test_evolve_is_dataclasses_replace() -> None:
+    import dataclasses
+
+    import pytest
+
+    from scanner.model import Opportunity, evolve
+
+    o = Opportunity("BTC/USDT", "okx", "binance", "1", "100", "101", "100", "80", "0.8", "0.001", "0.001", 1.5, 2.5,
+                    1, 2, 5, 6, buy_symbol="BTC/USDT", conversion_levels=3)
+    changes: dict[str, Any] = {"event": "update", "recv_ns": 9, "peak_size": "2", "transfer_status": "open"}
+    e = evolve(o, **changes)
+    assert e == dataclasses.replace(o, **changes) and hash(e) == hash(dataclasses.replace(o, **changes))
+    assert e.to_dict() == dataclasses.replace(o, **changes).to_dict() and o.event == "open"  # o untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.event = "close"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        evolve(o, nope=1)

@@ -21,11 +21,11 @@ qualifying evaluation of the lifecycle, pending time included. Pure: the caller 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from scanner.detect.spread import fmt
-from scanner.model import Opportunity
+from scanner.model import Opportunity, evolve
 
 Key = tuple[str, str, str]  # (symbol or "buy symbol>sell symbol", buy venue, sell venue)
 
@@ -115,7 +115,7 @@ class OpportunityTracker:
             if self._on_too_short is not None:
                 self._on_too_short(key)
             return None
-        last = replace(live.last, recv_ns=trigger_ns)
+        last = evolve(live.last, recv_ns=trigger_ns)
         return self._event(live, last, "close", now_ns)
 
     def poll(self, now_ns: int) -> list[Opportunity]:
@@ -123,7 +123,7 @@ class OpportunityTracker:
         out: list[Opportunity] = []
         for live in self._live.values():
             if not live.opened and now_ns - live.first_ns >= self._min_ns:
-                live.set_last(replace(live.last, recv_ns=now_ns))
+                live.set_last(evolve(live.last, recv_ns=now_ns))
                 out.append(self._open(live, now_ns))
         return out
 
@@ -133,7 +133,7 @@ class OpportunityTracker:
 
     @staticmethod
     def _event(live: _Live, opp: Opportunity, event: str, now_ns: int) -> Opportunity:
-        return replace(opp, id=opportunity_id(opp.pair_symbol, opp.buy_venue, opp.sell_venue), event=event,
+        return evolve(opp, id=opportunity_id(opp.pair_symbol, opp.buy_venue, opp.sell_venue), event=event,
                        detected_ns=now_ns, opened_ns=live.first_ns, duration_ms=(now_ns - live.first_ns) / 1e6,
                        peak_net_bps=fmt(live.peak_net_bps, 4), peak_size=fmt(live.peak_size, 12),
                        peak_profit_quote=fmt(live.peak_profit, 8))

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from scanner.detect.spread import BPS, Fill, fmt
-from scanner.model import Opportunity
+from scanner.model import Opportunity, evolve
 from scanner.store.schema import BookView
 from scanner.transfer.model import Network, Status, TransferTable
 
@@ -63,11 +63,12 @@ class Check:
 
     def annotate(self, opp: Opportunity, include_fee: bool) -> Opportunity:
         r = self.route
-        opp = dataclasses.replace(opp, transfer_status=r.status, transfer_network=r.network,
-                                  transfer_fee="" if r.fee is None else fmt(r.fee, 12))
         if include_fee:
-            opp = dataclasses.replace(opp, profit_quote=fmt(self.profit, 8), net_bps=fmt(self.net_bps, 4))
-        return opp
+            return evolve(opp, transfer_status=r.status, transfer_network=r.network,
+                          transfer_fee="" if r.fee is None else fmt(r.fee, 12), profit_quote=fmt(self.profit, 8),
+                          net_bps=fmt(self.net_bps, 4))
+        return evolve(opp, transfer_status=r.status, transfer_network=r.network,
+                      transfer_fee="" if r.fee is None else fmt(r.fee, 12))
 
 
 UNKNOWN = Route("unknown")
