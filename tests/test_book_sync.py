@@ -260,3 +260,18 @@ def test_a_broken_book_leaves_no_cyclic_garbage() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_chained_books_skip_relation_only_where_it_would_say_apply() -> None:
+    from scanner.book.sync import APPLY
+
+    sb = okx.make_book("books")
+    assert sb.chained
+    for local, seq, first in [(100, 107, False), (100, 100, False), (100, 7, True), (100, 200, True)]:
+        assert okx.relation(msg(seq, local), local, first) == APPLY  # what the inline check assumes
+    calls: list[int] = []
+    sb.relation = lambda m, local, first: calls.append(m.seq) or okx.relation(m, local, first)  # type: ignore[func-returns-value]
+    assert sb.on_message(msg(100, -1, [["99", "1"]], [["101", "1"]], snapshot=True))
+    assert sb.on_message(msg(105, 100, bids=[["99", "2"]]))  # chained: no relation call
+    assert not sb.on_message(msg(90, 80))  # not chained: relation decides (stale)
+    assert calls == [90] and sb.book.seq == 105

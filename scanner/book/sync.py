@@ -49,6 +49,7 @@ class SyncedBook:
         "_crc_dirty",
         "_first",
         "book",
+        "chained",
         "checksum",
         "checksum_depth",
         "max_levels",
@@ -64,10 +65,14 @@ class SyncedBook:
         max_levels: int = 1000,
         max_buffer: int = 2000,
         max_buffer_ms: int = 15_000,
+        chained: bool = False,
     ) -> None:
         self.book = L2Book()
         self.valid = False
         self.relation = relation
+        # the venue chains every diff to its predecessor's id (OKX prevSeqId): prev == the book's seq is
+        # APPLY without calling ``relation`` (which must say the same), the common case checked inline
+        self.chained = chained
         self.checksum = checksum
         self.checksum_depth = checksum_depth
         self.max_levels = max_levels
@@ -112,11 +117,12 @@ class SyncedBook:
                 buf.popleft()
             return False
         try:
-            rel = self.relation(msg, self.book.seq, self._first)
-            if rel != APPLY:
-                if rel == STALE:
-                    return False
-                raise SequenceGap(f"expected continuation of {self.book.seq}, got prev={msg.prev} seq={msg.seq}")
+            if not self.chained or msg.prev != self.book.seq:
+                rel = self.relation(msg, self.book.seq, self._first)
+                if rel != APPLY:
+                    if rel == STALE:
+                        return False
+                    raise SequenceGap(f"expected continuation of {self.book.seq}, got prev={msg.prev} seq={msg.seq}")
             self._apply(msg)
         except BookError:
             self.invalidate()

@@ -131,7 +131,7 @@ def relation(msg: BookMsg, local: int, first: bool) -> int:
 
 
 def make_book(channel: str) -> SyncedBook:
-    return SyncedBook(relation, book_crc32_interleaved, checksum_depth=25, max_levels=400)
+    return SyncedBook(relation, book_crc32_interleaved, checksum_depth=25, max_levels=400, chained=True)
 
 
 def subscribe(insts: Sequence[str], channel: str) -> list[str]:
