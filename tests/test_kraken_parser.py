@@ -8,7 +8,6 @@ code under test."""
 from __future__ import annotations
 
 import json
-import random
 import zlib
 from dataclasses import replace
 from decimal import Decimal
@@ -18,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from scanner.book.errors import BookError, ChecksumMismatch, ParseError
+from scanner.book.errors import ChecksumMismatch, ParseError
 from scanner.book.sync import SyncedBook
 from scanner.capture import Http, Recv, read_cryptofeed
 from scanner.markets import Market
@@ -26,6 +25,7 @@ from scanner.model import BookMsg, Control
 from scanner.replay import Replayer, ReplayResult, capture_events, replay_capture
 from scanner.venues import VENUES, kraken
 from scanner.venues.kraken import KrakenParser, make_book, parse_instruments, resubscribe, subscribe
+from tests.book_drive import drive
 
 Side = dict[Decimal, tuple[str, str]]
 DOC_ASKS = [(f"0.{5005 + 5 * i:05d}", "0.00000500") for i in range(10)]
@@ -348,45 +348,7 @@ def test_instruments_cache_and_errors() -> None:
 # ---- the inlined diff path against the generic SyncedBook one ------------------------------------------
 
 
-def _rows(rng: random.Random, mid: float, n: int, seq: int) -> list[list[str]]:
-    rows = []
-    for _ in range(n):
-        r = rng.random()
-        px = "-1" if r < 0.003 else f"{mid + rng.randint(-40, 40) * 0.1:.1f}"
-        rows.append([px, "0" if r > 0.7 else f"{rng.random() * 3:.4f}", str(seq)])
-    return rows
-
-
-def _drive(fast: SyncedBook, ref: SyncedBook, seed: int, checksums: bool) -> None:
-    """Random snapshots, diffs (stale, continuing, straddling, gapped; crossing; bad levels; wrong checksums)
-    through ``fast.on_message`` and the generic ``SyncedBook.on_message(ref, ...)``: same results, same errors,
-    same books."""
-    rng = random.Random(seed)
-    cur = 0
-    for step in range(4000):
-        mid = 100.0 + rng.uniform(-2, 2)
-        if rng.random() < 0.02 or step == 0:
-            cur += 1
-            msg = BookMsg("X", True, _rows(rng, mid - 5, 30, cur), _rows(rng, mid + 5, 30, cur), cur, cur - 1, 0, 0, 0)
-        else:
-            start = cur + 1 - rng.choice((0, 0, 0, 0, 1, 2)) + (3 if rng.random() < 0.01 else 0)
-            end = max(start, cur + rng.choice((1, 1, 1, 2, -1)))
-            crc = rng.choice((0, 0, 0, 12345)) if checksums else 0
-            msg = BookMsg("X", False, _rows(rng, mid - 1.5, rng.randint(0, 3), end),
-                          _rows(rng, mid + 1.5, rng.randint(0, 3), end), end, start, crc, step, step)
-            cur = max(cur, end)
-        outs: list[object] = []
-        for sb, call in ((fast, fast.on_message), (ref, lambda m: SyncedBook.on_message(ref, m))):
-            try:
-                outs.append(("ok", call(msg)))
-            except BookError as exc:
-                outs.append((type(exc).__name__, str(exc)))
-            b, a = sb.book.bids, sb.book.asks
-            outs.append((sb.valid, sb.book.seq, sb.buffered, b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, sb._crc_dirty))
-        assert outs[:2] == outs[2:], step
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kraken_book_matches_the_generic_synced_book(seed: int) -> None:
     ref = SyncedBook(kraken.relation, kraken.book_checksum, checksum_depth=kraken.CHECKSUM_DEPTH, max_levels=25)
-    _drive(make_book("book.25"), ref, seed, checksums=True)
+    drive(make_book("book.25"), ref, seed, checksums=True)

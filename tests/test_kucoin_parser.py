@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +19,8 @@ import pytest
 import scanner.book.l2 as l2mod
 import scanner.venues.kucoin as kucoin_mod
 from scanner.book import pycore
-from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
-from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
+from scanner.book.errors import CrossedBook, ParseError, SequenceGap
+from scanner.book.sync import APPLY, GAP, STALE
 from scanner.capture import Http, Recv, read_cryptofeed
 from scanner.model import BookMsg, Control
 from scanner.replay import Replayer, RestSnapshot, capture_events, main, snapshot_inst
@@ -40,6 +39,7 @@ from scanner.venues.kucoin import (
     relation,
     subscribe,
 )
+from tests.book_drive import drive
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = "cryptofeed/KUCOIN.jsonl.zst"
@@ -424,47 +424,9 @@ def test_instruments_cache_and_the_2021_v1_listing(recorded_dir: Path) -> None:
 # ---- the inlined diff path against the generic SyncedBook one ------------------------------------------
 
 
-def _rows(rng: random.Random, mid: float, n: int, seq: int) -> list[list[str]]:
-    rows = []
-    for _ in range(n):
-        r = rng.random()
-        px = "-1" if r < 0.003 else f"{mid + rng.randint(-40, 40) * 0.1:.1f}"
-        rows.append([px, "0" if r > 0.7 else f"{rng.random() * 3:.4f}", str(seq)])
-    return rows
-
-
-def _drive(fast: SyncedBook, ref: SyncedBook, seed: int, checksums: bool) -> None:
-    """Random snapshots, diffs (stale, continuing, straddling, gapped; crossing; bad levels; wrong checksums)
-    through ``fast.on_message`` and the generic ``SyncedBook.on_message(ref, ...)``: same results, same errors,
-    same books."""
-    rng = random.Random(seed)
-    cur = 0
-    for step in range(4000):
-        mid = 100.0 + rng.uniform(-2, 2)
-        if rng.random() < 0.02 or step == 0:
-            cur += 1
-            msg = BookMsg("X", True, _rows(rng, mid - 5, 30, cur), _rows(rng, mid + 5, 30, cur), cur, cur - 1, 0, 0, 0)
-        else:
-            start = cur + 1 - rng.choice((0, 0, 0, 0, 1, 2)) + (3 if rng.random() < 0.01 else 0)
-            end = max(start, cur + rng.choice((1, 1, 1, 2, -1)))
-            crc = rng.choice((0, 0, 0, 12345)) if checksums else 0
-            msg = BookMsg("X", False, _rows(rng, mid - 1.5, rng.randint(0, 3), end),
-                          _rows(rng, mid + 1.5, rng.randint(0, 3), end), end, start, crc, step, step)
-            cur = max(cur, end)
-        outs: list[object] = []
-        for sb, call in ((fast, fast.on_message), (ref, lambda m: SyncedBook.on_message(ref, m))):
-            try:
-                outs.append(("ok", call(msg)))
-            except BookError as exc:
-                outs.append((type(exc).__name__, str(exc)))
-            b, a = sb.book.bids, sb.book.asks
-            outs.append((sb.valid, sb.book.seq, sb.buffered, b.keys, b.pxs, b.szs, a.keys, a.pxs, a.szs, sb._crc_dirty))
-        assert outs[:2] == outs[2:], step
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kucoin_book_matches_the_generic_synced_book(seed: int) -> None:
-    _drive(KucoinBook(), KucoinBook(), seed, checksums=False)
+    drive(KucoinBook(), KucoinBook(), seed, checksums=False)
 
 
 def test_horizon_is_the_worst_snapshot_row_whether_or_not_it_was_loaded() -> None:
