@@ -27,15 +27,14 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from scanner.app import COLLECT, DETECT, Pipeline
-from scanner.bench.synth_markets import TEMPLATE_PRICE, write_markets
-from scanner.bench.venues import cpu_s, rss_mb, start_simulators
+from scanner.bench.synth_markets import write_markets
+from scanner.bench.venues import cpu_s, rss_mb, synthetic_simulators
 from scanner.config import from_dict
 from scanner.redis_server import PrivateRedis
 from scanner.sinks.metrics import Metrics
@@ -135,31 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         markets = Path(tmp) / "markets"
         symbols = write_markets(venues, args.symbols, markets)
-        # the simulators' own cost (~0.2 ms of Python per pushed book) would saturate one process at
+        # the simulators' own cost (~0.14 ms of Python per pushed book) would saturate one process at
         # 5,000 pushes/s and then send in bursts: they run in --sim-procs processes, venues split between them
-        sims: list[subprocess.Popen[str]] = []
-        urls: dict[str, tuple[str, str]] = {}
-        served = 0
-        try:
-            for part in range(args.sim_procs):
-                group = venues[part::args.sim_procs]
-                if not group:
-                    continue
-                sim, got, n = start_simulators(group, symbols, [
-                    "--tick-ms", str(args.tick_ms), "--stagger-ms", str(args.stagger_ms), "--markets-dir", str(markets),
-                    *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]], nice=args.sim_nice)
-                sims.append(sim)
-                urls.update(got)
-                served += n
-            with PrivateRedis() as redis:
-                import uvloop
+        with synthetic_simulators(venues, symbols, markets, args.tick_ms, args.stagger_ms, args.sim_procs,
+                                  args.sim_nice) as (sims, urls, served), PrivateRedis() as redis:
+            import uvloop
 
-                res = uvloop.run(measure(args, urls, symbols, markets, redis.url, [p.pid for p in sims]))
-        finally:
-            for sim in sims:
-                sim.terminate()
-            for sim in sims:
-                sim.wait(15)
+            res = uvloop.run(measure(args, urls, symbols, markets, redis.url, [p.pid for p in sims]))
     res["books_served"] = served
     print(f"live: {res['venues']} venues x {res['symbols']} symbols ({served} books served, {res['books']} held) "
           f"@ {args.tick_ms} ms, {res['seconds']:.0f} s")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,8 +23,8 @@ from pathlib import Path
 
 from scanner.app import COLLECT, Pipeline
 from scanner.bench.live import VENUES10, _sum
-from scanner.bench.synth_markets import TEMPLATE_PRICE, write_markets
-from scanner.bench.venues import CLK, cpu_s, start_simulators
+from scanner.bench.synth_markets import write_markets
+from scanner.bench.venues import CLK, cpu_s, synthetic_simulators
 from scanner.config import from_dict
 from scanner.redis_server import PrivateRedis
 
@@ -80,27 +79,11 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         markets = Path(tmp) / "markets"
         symbols = write_markets(venues, args.symbols, markets)
-        sims: list[subprocess.Popen[str]] = []
-        urls: dict[str, tuple[str, str]] = {}
-        try:
-            for part in range(args.sim_procs):
-                group = venues[part::args.sim_procs]
-                if not group:
-                    continue
-                sim, got, _ = start_simulators(group, symbols, [
-                    "--tick-ms", str(args.tick_ms), "--stagger-ms", str(args.stagger_ms), "--markets-dir", str(markets),
-                    *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]])
-                sims.append(sim)
-                urls.update(got)
-            with PrivateRedis() as redis:
-                import uvloop
+        with synthetic_simulators(venues, symbols, markets, args.tick_ms, args.stagger_ms,
+                                  args.sim_procs) as (sims, urls, _), PrivateRedis() as redis:
+            import uvloop
 
-                return uvloop.run(measure(args, urls, symbols, markets, redis.url, [p.pid for p in sims]))
-        finally:
-            for sim in sims:
-                sim.terminate()
-            for sim in sims:
-                sim.wait(15)
+            return uvloop.run(measure(args, urls, symbols, markets, redis.url, [p.pid for p in sims]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,14 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from scanner.bench.e2e import _free_port, _wait_port
+from scanner.bench.synth_markets import TEMPLATE_PRICE
 from scanner.markets import MarketMap
 from scanner.redis_server import PrivateRedis
 from scanner.sim.market import load_markets
@@ -73,6 +76,35 @@ def start_simulators(venues: list[str], symbols: list[str], extra: list[str], ni
             urls[m[1]] = (m[2], m[3])
             served += int(m[4])
     return sim, urls, served
+
+
+@contextmanager
+def synthetic_simulators(venues: list[str], symbols: list[str], markets: Path, tick_ms: int, stagger_ms: int,
+                         procs: int, nice: int = 0
+                         ) -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, tuple[str, str]], int]]:
+    """The simulators of the load benchmarks (:mod:`scanner.bench.synth_markets` coins at the template's
+    price), venues split between ``procs`` processes; (processes, venue -> URLs, books served). They are
+    stopped on exit."""
+    sims: list[subprocess.Popen[str]] = []
+    urls: dict[str, tuple[str, str]] = {}
+    served = 0
+    try:
+        for part in range(procs):
+            group = venues[part::procs]
+            if not group:
+                continue
+            sim, got, n = start_simulators(group, symbols, [
+                "--tick-ms", str(tick_ms), "--stagger-ms", str(stagger_ms), "--markets-dir", str(markets),
+                *[a for s in symbols for a in ("--price", f"{s}={TEMPLATE_PRICE}")]], nice=nice)
+            sims.append(sim)
+            urls.update(got)
+            served += n
+        yield sims, urls, served
+    finally:
+        for sim in sims:
+            sim.terminate()
+        for sim in sims:
+            sim.wait(15)
 
 
 def scrape(port: int) -> dict[str, float]:
