@@ -231,3 +231,20 @@ def test_a_book_turns_stale_between_updates_without_being_sent_again() -> None:
     later = now + 1_000_000_001 + 999_999_999  # past max_book_age_ms for the okx book
     d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)
     assert refusals(m, "stale_book", "okx") == 1
+
+
+def test_early_hands_over_each_event_as_it_is_made() -> None:
+    d, _m = detector()
+    got: list[list[str]] = []
+    d.early = lambda opps: got.append([f"{o.event} {o.buy_venue}>{o.sell_venue}" for o in opps])
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    rest = d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)
+    assert got == [["open okx>binance"]] and rest == []  # handed over at once, not in the result
+    # the spread goes: the close is in the result (closes are not walks), after what was handed over
+    later = now + 1_000_000
+    rest = d.update(view("binance", [("99.5", "1")], [("102", "1")], now_ns=later), later)
+    assert [o.event for o in rest] == ["close"] and got == [["open okx>binance"]]
+    d.early = None
+    again = d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)
+    assert [o.event for o in again] == ["open"]  # without early: in the result, as before

@@ -17,6 +17,7 @@ Pure: the caller passes the clock; sinks are the caller's business.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 
 from scanner.config import DetectorSettings
@@ -42,6 +43,10 @@ class SpreadDetector:
         self.settings, self.metrics = settings, metrics
         self.books: dict[str, dict[str, BookView]] = {}
         self.tracker = OpportunityTracker(settings.min_duration_ms, settings.emit_interval_ms, self._too_short)
+        # When set, open/update events from the pair walks are handed over the moment each is made, before
+        # the rest of the update's pairs are evaluated (the runner writes them to Redis at once); they are
+        # then not in update()'s result. Order per pair is kept: one caller, one sequence.
+        self.early: Callable[[list[Opportunity]], None] | None = None
         self._min_net_bps = float(settings.min_net_bps)
         self._max_age_ns = settings.max_book_age_ms * 1_000_000
         # an ask side whose float notional bound is below this cannot reach max_notional_quote (1% margin:
@@ -81,7 +86,7 @@ class SpreadDetector:
             self._refusals
         specs_of = self._specs_for(symbol, view.venue)
         screen = self._min_net_bps - 0.01  # float pre-screen with a little slack; the Decimal walk decides
-        evaluated = 0
+        evaluated, early = 0, self.early
         for other, ov in venues.items():
             specs = specs_of.get(other)
             if specs is None:
@@ -113,7 +118,13 @@ class SpreadDetector:
                     continue
                 opp = self._walk(buy, sell, key, spec.fees, now_ns, trigger_ns)
                 if opp is not None:
-                    out.append(opp)
+                    if early is not None and opp.event != "close":
+                        if out:  # what came before it goes first
+                            early(out)
+                            out = []
+                        early([opp])
+                    else:
+                        out.append(opp)
         self._evals[()] += evaluated
         if self._groups:
             self._cross(view, now_ns, out)

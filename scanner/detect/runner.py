@@ -121,6 +121,7 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             _evaluate(view, detector, emitter, metrics)
         metrics.detector_books.set(detector.book_count())
 
+    detector.early = emitter.put  # each event written the moment it is made, not after the whole update
     sub = RespSubscriber(settings.url, settings.channel, on_channel)
     lost: asyncio.Task[None] | None = None
     try:
@@ -138,6 +139,7 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             if polled:
                 emitter.put(polled)
     finally:
+        detector.early = None
         if local is not None and on_local in local:
             local.remove(on_local)
         if lost is not None:
