@@ -248,3 +248,16 @@ def test_early_hands_over_each_event_as_it_is_made() -> None:
     d.early = None
     again = d.update(view("binance", BIDS, [("102", "1")], now_ns=later), later)
     assert [o.event for o in again] == ["open"]  # without early: in the result, as before
+
+
+def test_a_close_caused_by_a_resyncing_book_carries_a_receive_time() -> None:
+    # a book being resynced is published invalid with recv_ns 0 (store/schema.py); the close it causes
+    # must not tell consumers it was triggered at the epoch
+    d, _m = detector()
+    now = time.time_ns()
+    d.update(view("okx", [("99", "1")], ASKS, now_ns=now), now)
+    assert [o.event for o in d.update(view("binance", BIDS, [("102", "1")], now_ns=now), now)] == ["open"]
+    gone = BookView("binance", "BTC/USDT", False, [], [], 0, 0, 0.0, 0.0)
+    later = now + 5_000_000
+    closes = d.update(gone, later)
+    assert [(o.event, o.recv_ns) for o in closes] == [("close", later)]

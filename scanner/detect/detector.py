@@ -74,9 +74,11 @@ class SpreadDetector:
             return []
         out: list[Opportunity] = []
         if not self._usable(view, now_ns):
+            # a resyncing book is published with no receive time (recv_ns 0): its closes carry now
+            trigger = view.recv_ns or now_ns
             for other in venues:
                 if other != view.venue:
-                    self._drop_pair(view.symbol, view.venue, other, now_ns, view.recv_ns, out)
+                    self._drop_pair(view.symbol, view.venue, other, now_ns, trigger, out)
             return out
         # The pre-screen of every pair is inlined here (most pairs stop at it: the fees eat the top-of-book
         # spread); only pairs that pass it take the Decimal walk in _walk. Per (symbol, venue, other venue)
