@@ -82,6 +82,15 @@ def timestamp_ms(ts: object) -> int:
     return ms
 
 
+def _is_snapshot(kind: object) -> bool:
+    """An l2_data event's ``type``: "snapshot" replaces the book, "update" changes it; nothing else exists."""
+    if kind == "snapshot":
+        return True
+    if kind == "update":
+        return False
+    raise ParseError(f"coinbase: l2_data event type {kind!r}")
+
+
 class CoinbaseParser(Parser):
     """Raw Coinbase Advanced Trade frame → :class:`BookMsg` / :class:`Control`.
 
@@ -155,13 +164,7 @@ class CoinbaseParser(Parser):
         """:meth:`_book` for a frame :func:`coinbase_l2` has read (its shape already checked)."""
         exch_ms = timestamp_ms(stamp)
         for kind, inst, bids, asks in events:
-            if kind == "snapshot":
-                snapshot = True
-            elif kind == "update":
-                snapshot = False
-            else:
-                raise ParseError(f"coinbase: l2_data event type {kind!r}")
-            out.append(BookMsg(inst, snapshot, bids, asks, seq, seq - 1, 0, exch_ms, recv_ns))
+            out.append(BookMsg(inst, _is_snapshot(kind), bids, asks, seq, seq - 1, 0, exch_ms, recv_ns))
 
     def _book(self, d: dict[str, object], seq: int, recv_ns: int, out: list[BookMsg | Control]) -> None:
         events = d["events"]
@@ -170,12 +173,7 @@ class CoinbaseParser(Parser):
         exch_ms = timestamp_ms(d["timestamp"])
         for ev in events:
             kind, inst, updates = ev["type"], ev["product_id"], ev["updates"]
-            if kind == "snapshot":
-                snapshot = True
-            elif kind == "update":
-                snapshot = False
-            else:
-                raise ParseError(f"coinbase: l2_data event type {kind!r}")
+            snapshot = _is_snapshot(kind)
             if type(inst) is not str or type(updates) is not list:
                 raise ParseError("coinbase: l2_data event without product_id/updates")
             sides = split_rows(updates, "side", "bid", "offer", "price_level", "new_quantity")
