@@ -425,3 +425,56 @@ def test_kucoin_l2_c_matches_pycore_on_random_frames() -> None:
         assert got[0] == data["symbol"] and got[4] == [r for r in sides.get("bids", []) if r[0] != "0"]
         cut = text[: rng.randint(0, len(text) - 1)]
         assert _core.kucoin_l2(cut) is None and pycore.kucoin_l2(cut) is None
+
+
+# ----- new_slots: BookMsg without its Python __init__ ---------------------------------------------------
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+def test_new_slots_makes_the_same_book_msg(core: ModuleType) -> None:
+    from scanner.model import BookMsg, Control
+
+    rng = random.Random(5)
+    for _ in range(200):
+        values = (f"I{rng.randint(0, 9)}", rng.random() < 0.5, _random_rows(rng, 100, 3), _random_rows(rng, 101, 2),
+                  rng.randint(0, 2**62), rng.randint(-1, 2**62), rng.randint(-2**31, 2**31), rng.randint(0, 2**41),
+                  rng.randint(0, 2**63))
+        made = core.new_slots(BookMsg, *values)
+        assert type(made) is BookMsg and made == BookMsg(*values)
+        made.seq += 1  # an ordinary instance: its slots can be set, and it compares by value
+        assert made != BookMsg(*values)
+    assert core.new_slots(Control, "info", "X", "d") == Control("info", "X", "d")  # another class: learnt anew
+    assert l2.book_msg("X", False, [], [], 1, 0, 0, 0, 0) == BookMsg("X", False, [], [], 1, 0, 0, 0, 0)
+
+
+@needs_c
+def test_new_slots_refuses_what_it_cannot_fill_and_keeps_references_right() -> None:
+    import sys
+
+    from scanner.model import BookMsg
+
+    assert _core is not None
+    with pytest.raises(TypeError, match="takes 9 values, got 2"):
+        _core.new_slots(BookMsg, "X", False)
+    with pytest.raises(TypeError, match="must be a class"):
+        _core.new_slots("BookMsg", 1)
+    with pytest.raises(AttributeError):
+        _core.new_slots(dict, 1)  # no __slots__ at all
+
+    class NotPlain:
+        __slots__ = ("a",)
+
+        @property
+        def b(self) -> int:
+            return 1
+
+    NotPlain.__slots__ = ("a", "b")  # type: ignore[assignment]  # "b" is a property, not a slot
+    with pytest.raises(TypeError, match="not a plain slot"):
+        _core.new_slots(NotPlain, 1, 2)
+    marker = object()
+    before = sys.getrefcount(marker)
+    made = _core.new_slots(BookMsg, marker, False, [], [], 1, 0, 0, 0, 0)
+    held = sys.getrefcount(marker)  # read apart from the asserts: pytest keeps what an assert evaluates
+    assert held == before + 1
+    assert made.inst is marker
+    del made
+    after = sys.getrefcount(marker)
+    assert after == before

@@ -1,6 +1,6 @@
-"""The in-process book feed of ``scanner run``: the store hands the detector the payloads it publishes
-as they go out, nothing while Redis is away, and the detector skips those books' copies from the
-channel while still reading books other processes publish."""
+"""The in-process book feed of ``scanner run``: the store hands the detector the books it publishes
+as they go out (the views decoding the payloads would give), nothing while Redis is away, and the
+detector skips those books' copies from the channel while still reading books other processes publish."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from scanner.detect.runner import run_detector
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
 from scanner.store.books import BookStore
-from scanner.store.schema import BookView, book_key, encode_book, origin
+from scanner.store.schema import BookView, book_key, decode_book, encode_book, encode_levels, origin, origin_of, view_of
 
 
 def book(bid: str, ask: str, recv_ns: int) -> L2Book:
@@ -38,15 +38,39 @@ def test_origin_names_the_book_whatever_its_contents() -> None:
     assert origin(encode_book("binance", "BTC/USDT", book("1", "2", 1), 20, 5)) != origin(a)
 
 
-def test_store_hands_listeners_the_published_payloads(redis_url: str) -> None:
+def test_origin_of_a_book_is_its_payloads_origin() -> None:
+    for venue, symbol in (("okx", "BTC/USDT"), ("kraken", "XBT/EUR"), ("x", 'odd "quoted" é')):
+        assert origin_of(venue, symbol) == origin(encode_book(venue, symbol, book("1", "2", 1), 20, 5))
+
+
+def _fields(v: BookView) -> tuple[object, ...]:
+    return (v.venue, v.symbol, v.valid, v.bids, v.asks, v.exch_ms, v.recv_ns, v.best_bid, v.best_ask, v.integrity)
+
+
+def test_view_of_a_book_is_what_decoding_its_payload_gives() -> None:
+    deep = L2Book()
+    deep.bids.load([[f"{100 - i}.5", f"{i + 1}.25"] for i in range(40)])
+    deep.asks.load([[f"{101 + i}.5", "0.001"] for i in range(3)])
+    deep.seq, deep.exch_ms, deep.recv_ns = 7, 1_700_000_000_123, 99
+    one_sided = L2Book()
+    one_sided.asks.load([["5", "1"]])
+    for b in (deep, one_sided, book("100", "101", 42), None):
+        for depth in (1, 20):
+            bids, asks = (b.bids.top(depth), b.asks.top(depth)) if b is not None else ([], [])
+            payload = encode_levels("okx", "BTC/USDT", b, bids, asks, 5, "ccxt")
+            assert payload == encode_book("okx", "BTC/USDT", b, depth, 5, "ccxt")
+            assert _fields(view_of("okx", "BTC/USDT", b, bids, asks, "ccxt")) == _fields(decode_book(payload))
+
+
+def test_store_hands_listeners_the_published_books(redis_url: str) -> None:
     async def main() -> None:
         settings = RedisSettings(url=redis_url, channel="local-feed-1")
         store = BookStore(settings, Metrics())
-        got: list[bytes] = []
+        got: list[BookView] = []
         fed = asyncio.Event()
 
-        def listener(payloads: list[bytes]) -> None:
-            got.extend(payloads)
+        def listener(views: list[BookView]) -> None:
+            got.extend(views)
             fed.set()
 
         store.listeners.append(listener)
@@ -58,7 +82,9 @@ def test_store_hands_listeners_the_published_payloads(redis_url: str) -> None:
         await asyncio.wait_for(task, 5)
         r = Redis.from_url(redis_url)
         try:
-            assert got == [await r.get(book_key("BTC/USDT", "okx"))]  # exactly what Redis holds
+            held = await r.get(book_key("BTC/USDT", "okx"))
+            assert held is not None
+            assert [_fields(v) for v in got] == [_fields(decode_book(held))]  # exactly what Redis holds
         finally:
             await r.aclose()
         store.conn.close()
@@ -69,7 +95,7 @@ def test_store_hands_listeners_the_published_payloads(redis_url: str) -> None:
 def test_store_feeds_nothing_while_redis_is_away() -> None:
     async def main() -> None:
         store = BookStore(RedisSettings(url="redis://127.0.0.1:1/0"), Metrics())
-        got: list[bytes] = []
+        got: list[BookView] = []
         store.listeners.append(got.extend)
         with pytest.raises(RedisConnectionError):
             await store._write({("okx", "BTC/USDT"): book("100", "101", 1)})
@@ -116,7 +142,7 @@ def test_detector_takes_local_books_in_process_and_skips_their_channel_copies(re
         task = asyncio.create_task(run_detector(r, settings, detector, sink, metrics, stop, local))
         try:
             await asyncio.wait_for(local.joined.wait(), 5)
-            mine = encode_book("okx", "BTC/USDT", book("100", "101", 1_000), 20, 1)
+            mine = decode_book(encode_book("okx", "BTC/USDT", book("100", "101", 1_000), 20, 1))
             local[0]([mine])  # the store's pass: evaluated right here, no Redis in between
             assert detector.seen == [("okx", 1_000)]
             # the same book's copy on the channel is skipped; another process's book is read

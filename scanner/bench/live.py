@@ -16,7 +16,11 @@ Measured over ``--seconds`` after ``--warmup``:
 - CPU (% of one core, process time) and peak RSS of the pipeline process (target: <= 100 %, <= 300 MB),
   and of the simulators for reference; book updates/s, frames/s, Redis book writes/s, evaluations/s.
 
-    python -m scanner.bench.live [--seconds 300] [--venues ...] [--symbols 50] [--all-pairs]
+``--split`` runs the same pipeline as two processes, the deployment ``scanner collect`` + ``scanner
+detect`` (collectors -> Redis in a subprocess; the detector, reading the Redis channel, in this one):
+target 4 is about one ``scanner run``, so its CPU and RSS are then the two processes' sums.
+
+    python -m scanner.bench.live [--seconds 300] [--venues ...] [--symbols 50] [--all-pairs] [--split]
 """
 
 from __future__ import annotations
@@ -27,14 +31,18 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from scanner.app import COLLECT, DETECT, Pipeline
+from scanner.bench.e2e import _free_port, _wait_port
 from scanner.bench.synth_markets import write_markets
-from scanner.bench.venues import cpu_s, rss_mb, synthetic_simulators
+from scanner.bench.venues import cpu_s, rss_mb, scrape, synthetic_simulators
 from scanner.config import from_dict
 from scanner.redis_server import PrivateRedis
 from scanner.sinks.metrics import Metrics
@@ -48,12 +56,13 @@ def pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=1000)[int(q * 1000) - 1]
 
 
-async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], symbols: list[str], markets: Path,
-                  redis_url: str, sim_pids: list[int]) -> dict[str, float]:
+def pipeline_config(all_pairs: bool, urls: dict[str, tuple[str, str]], symbols: list[str], markets: Path,
+                    redis_url: str) -> dict[str, object]:
+    """The pipeline's settings against the load benchmarks' simulators (``scanner run`` config shape)."""
     detector: dict[str, object] = {"max_book_age_ms": 5000}
-    if args.all_pairs:  # every evaluated pair qualifies: a latency sample on every book update (stress, not realistic)
+    if all_pairs:  # every evaluated pair qualifies: a latency sample on every book update (stress, not realistic)
         detector.update(min_net_bps=-10000, min_profit_quote=-1e12, emit_interval_ms=0)
-    settings = from_dict({
+    return {
         "symbols": symbols,
         "venues": {v: {"ws_url": ws, "rest_url": rest} for v, (ws, rest) in urls.items()},
         "redis": {"url": redis_url},
@@ -61,45 +70,91 @@ async def measure(args: argparse.Namespace, urls: dict[str, tuple[str, str]], sy
         "metrics": {"port": 0},
         "markets": {"refresh": True, "cache_dir": str(markets)},
         "log_level": "WARNING",
-    }, {})
-    pipeline = Pipeline(settings, {COLLECT, DETECT})
+    }
+
+
+def start_collector(config: dict[str, object], workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``scanner collect`` with ``config`` in its own process (``--split``); (process, metrics port)."""
+    port = _free_port()
+    path = workdir / "collect.yaml"
+    path.write_text(yaml.safe_dump({**config, "metrics": {"host": "127.0.0.1", "port": port}}))
+    proc = subprocess.Popen([sys.executable, "-m", "scanner", "collect", "--config", str(path)])
+    try:
+        _wait_port(port, time.monotonic() + 30)
+    except BaseException:
+        proc.terminate()
+        proc.wait(15)
+        raise
+    return proc, port
+
+
+async def measure(args: argparse.Namespace, config: dict[str, object], sim_pids: list[int],
+                  collector: subprocess.Popen[bytes] | None, collector_port: int) -> dict[str, float]:
+    pipeline = Pipeline(from_dict(config, {}), {DETECT} if collector is not None else {COLLECT, DETECT})
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))
+    return await _measure(args, pipeline, task, stop, sim_pids, collector, collector_port)
+
+
+async def _measure(args: argparse.Namespace, pipeline: Pipeline, task: asyncio.Task[None], stop: asyncio.Event,
+                   sim_pids: list[int], collector: subprocess.Popen[bytes] | None,
+                   collector_port: int) -> dict[str, float]:
     await asyncio.sleep(args.warmup)  # bench pacing: connect, snapshots, steady state (not a test)
     if task.done():
         await task
     sink, store, m = pipeline.sink, pipeline.store, pipeline.metrics
     sink.latencies_ns.clear()
     sink.emit_ns.clear()
-    emitted0, writes0 = sink.emitted, store.writes
-    updates0, frames0, evals0 = _sum(m, "scanner_book_updates"), _sum(m, "scanner_messages"), _sum(
-        m, "scanner_evaluations")
-    cpu0, sim_cpu0, t0 = time.process_time(), sum(map(cpu_s, sim_pids)), time.monotonic()
+    own = [os.getpid()] + ([collector.pid] if collector is not None else [])
+
+    def counters() -> tuple[float, float, float]:
+        if collector is None:
+            return _sum(m, "scanner_book_updates"), _sum(m, "scanner_messages"), float(store.writes)
+        c = scrape(collector_port)
+        return (c.get("scanner_book_updates_total", 0.0), c.get("scanner_messages_total", 0.0),
+                c.get("scanner_book_writes_total", 0.0))
+
+    emitted0 = sink.emitted
+    (updates0, frames0, writes0), evals0 = counters(), _sum(m, "scanner_evaluations")
+    cpu0, sim_cpu0, t0 = sum(map(cpu_s, own)), sum(map(cpu_s, sim_pids)), time.monotonic()
     rss_peak = sim_rss = 0.0
     while time.monotonic() - t0 < args.seconds:
         await asyncio.sleep(1.0)
-        rss_peak = max(rss_peak, rss_mb_self())
+        rss_peak = max(rss_peak, sum(map(rss_mb, own)))
         sim_rss = max(sim_rss, sum(map(rss_mb, sim_pids)))
     el = time.monotonic() - t0
+    updates1, frames1, writes1 = counters()
     lat = [x / 1e6 for x in sink.latencies_ns]
     emit = [x / 1e6 for x in sink.emit_ns]
     out = {
-        "venues": len(urls), "symbols": len(symbols), "seconds": round(el, 1),
+        "venues": len(args.venues.split(",")), "symbols": args.symbols, "split": int(args.split),
+        "seconds": round(el, 1),
         "books": sum(1 for _ in m.book_rows()),
         "events": sink.emitted - emitted0, "samples": len(lat),
         "p50_ms": pct(lat, 0.5), "p90_ms": pct(lat, 0.9), "p99_ms": pct(lat, 0.99), "max_ms": max(lat, default=0.0),
         "emit_p50_ms": pct(emit, 0.5), "emit_p90_ms": pct(emit, 0.9), "emit_p99_ms": pct(emit, 0.99),
         "emit_max_ms": max(emit, default=0.0),
-        "cpu_pct": 100 * (time.process_time() - cpu0) / el, "rss_mb": rss_peak,
+        "cpu_pct": 100 * (sum(map(cpu_s, own)) - cpu0) / el, "rss_mb": rss_peak,
         "sim_cpu_pct": 100 * (sum(map(cpu_s, sim_pids)) - sim_cpu0) / el, "sim_rss_mb": sim_rss,
-        "book_updates_per_s": (_sum(m, "scanner_book_updates") - updates0) / el,
-        "frames_per_s": (_sum(m, "scanner_messages") - frames0) / el,
-        "book_writes_per_s": (store.writes - writes0) / el,
+        "book_updates_per_s": (updates1 - updates0) / el,
+        "frames_per_s": (frames1 - frames0) / el,
+        "book_writes_per_s": (writes1 - writes0) / el,
         "evaluations_per_s": (_sum(m, "scanner_evaluations") - evals0) / el,
     }
     stop.set()
     await task
     return out
+
+
+def pin(others: list[int], pipeline: int) -> None:
+    """The pipeline alone on the last CPU, everything else (simulators, Redis) on the others."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least 2 CPUs")
+    for pid in others:
+        for task in os.listdir(f"/proc/{pid}/task"):  # every thread (Redis has I/O threads)
+            os.sched_setaffinity(int(task), cpus[:-1])
+    os.sched_setaffinity(pipeline, cpus[-1:])
 
 
 def rss_mb_self() -> float:
@@ -127,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-nice", type=int, default=10,
                     help="simulators' CPU priority below the pipeline's (0: equal): they stand in for remote venues")
     ap.add_argument("--all-pairs", action="store_true", help="every evaluated pair qualifies (latency stress)")
+    ap.add_argument("--split", action="store_true",
+                    help="scanner collect in a subprocess, the detector here (two processes, via Redis)")
+    ap.add_argument("--pin", action="store_true",
+                    help="simulators and Redis on CPU 0, the pipeline alone on CPU 1 (the venues on other machines)")
     args = ap.parse_args(argv)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so the simulators and Redis are stopped too
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -140,7 +199,16 @@ def main(argv: list[str] | None = None) -> int:
                                   args.sim_nice) as (sims, urls, served), PrivateRedis() as redis:
             import uvloop
 
-            res = uvloop.run(measure(args, urls, symbols, markets, redis.url, [p.pid for p in sims]))
+            config = pipeline_config(args.all_pairs, urls, symbols, markets, redis.url)
+            collector, collector_port = start_collector(config, Path(tmp)) if args.split else (None, 0)
+            try:
+                if args.pin:
+                    pin([p.pid for p in sims] + ([redis.pid] if redis.pid else []), os.getpid())
+                res = uvloop.run(measure(args, config, [p.pid for p in sims], collector, collector_port))
+            finally:
+                if collector is not None:
+                    collector.terminate()
+                    collector.wait(15)
     res["books_served"] = served
     print(f"live: {res['venues']} venues x {res['symbols']} symbols ({served} books served, {res['books']} held) "
           f"@ {args.tick_ms} ms, {res['seconds']:.0f} s")

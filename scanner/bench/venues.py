@@ -107,16 +107,19 @@ def synthetic_simulators(venues: list[str], symbols: list[str], markets: Path, t
             sim.wait(15)
 
 
-def scrape(port: int) -> dict[str, float]:
-    """Sum of each metric family we report, from the pipeline's /metrics."""
+REPORTED = ("scanner_messages_total", "scanner_book_updates_total", "scanner_book_writes_total",
+            "scanner_resyncs_total", "scanner_evaluations_total", "scanner_opportunities_total")
+
+
+def scrape(port: int, families: tuple[str, ...] = REPORTED) -> dict[str, float]:
+    """Each of ``families`` (``_total`` sample names), summed over its labels, from the pipeline's /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     sums: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#"):
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in ("scanner_messages_total", "scanner_book_updates_total", "scanner_book_writes_total",
-                    "scanner_resyncs_total", "scanner_evaluations_total", "scanner_opportunities_total"):
+        if name in families:
             sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return sums
 

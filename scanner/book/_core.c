@@ -14,6 +14,7 @@
  *   coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks), ...]) | None
  *   kraken_v1(text) -> (pair, name, asks, bids, checksum) | None
  *   kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None
+ *   new_slots(cls, *values) -> cls instance (slots set in __slots__ order, __init__ not run)
  *
  * Numbers are read the way float() reads them (PyOS_string_to_double for plain ASCII, else
  * float() itself), and the level check is the one pycore makes, with the same message.
@@ -22,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1578,6 +1580,79 @@ done:
     return out;
 }
 
+/* new_slots(cls, *values): an instance of a __slots__ class (a @dataclass(slots=True) without
+ * __post_init__ or defaults to apply, such as BookMsg) with its slots set from ``values`` in
+ * __slots__ order, __init__ not run: what cls(*values) makes, without the Python __init__ frame
+ * (type_call -> slot_tp_init -> the generated __init__ cost ~1,500 instructions per BookMsg).
+ * The slot offsets of the last class seen are cached. */
+static PyTypeObject *slots_cls = NULL;
+static Py_ssize_t slots_n = 0;
+static Py_ssize_t slots_off[32];
+
+static int
+slots_learn(PyTypeObject *cls)
+{
+    PyObject *names = PyObject_GetAttrString((PyObject *)cls, "__slots__");
+    if (names == NULL)
+        return -1;
+    PyObject *seq = PySequence_Fast(names, "new_slots: __slots__ must be a sequence");
+    Py_DECREF(names);
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t off[32];
+    if (n > 32) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_TypeError, "new_slots: %s has more than 32 slots", cls->tp_name);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *descr = PyObject_GetAttr((PyObject *)cls, PySequence_Fast_GET_ITEM(seq, i));
+        if (descr == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            Py_DECREF(descr);
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_TypeError, "new_slots: %s.%R is not a plain slot", cls->tp_name,
+                         PySequence_Fast_GET_ITEM(seq, i));
+            return -1;
+        }
+        off[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+    }
+    Py_DECREF(seq);
+    Py_INCREF(cls);
+    Py_XSETREF(slots_cls, cls);
+    slots_n = n;
+    memcpy(slots_off, off, sizeof(Py_ssize_t) * (size_t)n);
+    return 0;
+}
+
+static PyObject *
+new_slots(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "new_slots(cls, *values): cls must be a class");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    if (cls != slots_cls && slots_learn(cls) < 0)
+        return NULL;
+    if (nargs - 1 != slots_n) {
+        PyErr_Format(PyExc_TypeError, "new_slots: %s takes %zd values, got %zd", cls->tp_name, slots_n, nargs - 1);
+        return NULL;
+    }
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < slots_n; i++)
+        *(PyObject **)((char *)obj + slots_off[i]) = Py_NewRef(args[i + 1]);
+    return obj;
+}
+
 static PyMethodDef methods[] = {
     {"apply_rows", (PyCFunction)(void (*)(void))apply_rows, METH_FASTCALL,
      "apply_rows(keys, pxs, szs, rows, neg, watch) -> bool: apply absolute-size rows to one side"},
@@ -1599,6 +1674,8 @@ static PyMethodDef methods[] = {
      "kraken_v1(text) -> (pair, name, asks, bids, checksum) | None: a Kraken v1 book diff read from its text"},
     {"kucoin_l2", kucoin_l2, METH_O,
      "kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None: a KuCoin level2 diff"},
+    {"new_slots", (PyCFunction)(void (*)(void))new_slots, METH_FASTCALL,
+     "new_slots(cls, *values) -> cls instance: slots set in __slots__ order, __init__ not run"},
     {"crc32", crc32_bytes, METH_O, "crc32(data) -> int: zlib.crc32(data), computed here"},
     {"set_clmul", set_clmul, METH_O, "set_clmul(flag) -> bool: use carry-less multiplication if the CPU has it"},
     {NULL, NULL, 0, NULL},

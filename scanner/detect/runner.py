@@ -8,10 +8,11 @@ goes silent is closed and a persisted candidate opens even when no frame arrives
 Survives Redis going away: it pauses, reconnects with backoff, re-reads every stored book
 (so nothing published during the outage is missed for long) and carries on.
 
-When this process also collects (``scanner run``), the book store hands the detector the same payloads
-it publishes, in process, as they go out (``local``: the store's listener list): one Redis round trip
-less per book. Those books' copies from the channel are then skipped, by origin (venue and symbol);
-books that other processes publish are read from the channel as before.
+When this process also collects (``scanner run``), the book store hands the detector the books it
+publishes, in process, as they go out (``local``: the store's listener list), as the views decoding
+their payloads would give: one Redis round trip and one JSON decode less per book. Those books' copies
+from the channel are then skipped, by origin (venue and symbol); books that other processes publish
+are read from the channel as before.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.sinks.opportunities import OpportunitySink
 from scanner.store.resp import RespSubscriber
-from scanner.store.schema import KEY_PREFIX, BookView, decode_book, origin
+from scanner.store.schema import KEY_PREFIX, BookView, decode_book, origin, origin_of
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # the detector's poll() (stale books, persisted candidates) runs at least this often
 
 
-LocalFeed = list[Callable[[list[bytes]], None]]  # the book store's listeners: payloads written in this process
+LocalFeed = list[Callable[[list[BookView]], None]]  # the book store's listeners: books written in this process
 
 
 async def run_detector(redis: Redis, settings: RedisSettings, detector: SpreadDetector, sink: OpportunitySink,
@@ -96,11 +97,16 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
     emitter = _Emitter(sink)
     emit_task = asyncio.create_task(emitter.run(), name="opportunity-emitter")
     mine: set[bytes] = set()  # origins of the books the local feed brings
+    local_books: set[tuple[str, str]] = set()
 
-    def on_local(payloads: list[bytes]) -> None:
-        for payload in payloads:
-            mine.add(origin(payload))
-        on_books(payloads)
+    def on_local(views: list[BookView]) -> None:
+        # one store pass: each book at most once, already the newest
+        for view in views:
+            if (view.venue, view.symbol) not in local_books:
+                local_books.add((view.venue, view.symbol))
+                mine.add(origin_of(view.venue, view.symbol))
+            _evaluate(view, detector, emitter, metrics)
+        metrics.detector_books.set(detector.book_count())
 
     def on_channel(payloads: list[bytes]) -> None:
         if mine:
@@ -109,8 +115,8 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             on_books(payloads)
 
     def on_books(payloads: list[bytes]) -> None:
-        # Every book one socket read (or one store pass) brought; evaluate only the newest of each (symbol,
-        # venue): under load the detector catches up instead of queueing. Runs in the read callback.
+        # Every book one socket read brought; evaluate only the newest of each (symbol, venue): under load
+        # the detector catches up instead of queueing. Runs in the read callback.
         latest: dict[tuple[str, str], BookView] = {}
         for payload in payloads:
             view = _decode(payload, metrics)

@@ -21,7 +21,7 @@ from scanner.book.l2 import L2Book
 from scanner.config import RedisSettings
 from scanner.sinks.metrics import Metrics
 from scanner.store.resp import RespConnection
-from scanner.store.schema import INTEGRITY_NATIVE, book_key, encode_book
+from scanner.store.schema import INTEGRITY_NATIVE, BookView, book_key, encode_levels, levels_of, view_of
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class BookStore:
         # Benchmarks only (scanner/bench/throughput.py): called after every acknowledged pass. Off (None)
         # by default: then it costs one attribute test per pass, nothing per book.
         self.on_written: WrittenHook | None = None
-        self.listeners: list[Callable[[list[bytes]], None]] = []
+        # in-process readers (the detector of ``scanner run``): each pass's books as the views decoding their
+        # payloads would give, handed over as the pass goes out
+        self.listeners: list[Callable[[list[BookView]], None]] = []
 
     def set_integrity(self, venue: str, integrity: str) -> None:
         """Label every book of ``venue`` (the ccxt.pro adapter sets ``"ccxt"``)."""
@@ -102,24 +104,28 @@ class BookStore:
                 log.warning("redis: book writes recovered")
             self.healthy, delay = True, 0.05
 
-    def _notify(self, payloads: list[bytes]) -> None:
+    def _notify(self, views: list[BookView]) -> None:
         for listener in self.listeners:
             try:
-                listener(payloads)
+                listener(views)
             except Exception:  # a consumer's bug must not stop the book writes
-                log.exception("book store: a local listener failed on %d books", len(payloads))
+                log.exception("book store: a local listener failed on %d books", len(views))
 
     async def _write(self, batch: dict[tuple[str, str], L2Book | None]) -> None:
         s = self.settings
         now = time.time_ns()
         integrity, key_ttl, channel = self.integrity, s.book_ttl_ms, s.channel
         commands: list[tuple[str | bytes | int, ...]] = []
-        payloads: list[bytes] = []
+        views: list[BookView] = []
+        listening, depth = bool(self.listeners), s.book_depth
         for (venue, symbol), book in batch.items():
-            payload = encode_book(venue, symbol, book, s.book_depth, now, integrity.get(venue, INTEGRITY_NATIVE))
+            label = integrity.get(venue, INTEGRITY_NATIVE)
+            bids, asks = levels_of(book, depth)
+            payload = encode_levels(venue, symbol, book, bids, asks, now, label)
             commands.append(("SET", book_key(symbol, venue), payload, "PX", key_ttl))
             commands.append(("PUBLISH", channel, payload))
-            payloads.append(payload)
+            if listening:
+                views.append(view_of(venue, symbol, book, bids, asks, label))
         hook = self.on_written
         # taken before the await: the books are live objects that keep changing meanwhile
         stamps = None if hook is None else [(v, sym, b.seq, b.recv_ns) for (v, sym), b in batch.items()
@@ -127,9 +133,9 @@ class BookStore:
         sent = self.conn.send(commands) if self.listeners else None
         if sent is None:
             await self.conn.execute(commands)  # connects first if needed
-            self._notify(payloads)
+            self._notify(views)
         else:
-            self._notify(payloads)  # on its way to Redis: listeners need not wait for the round trip
+            self._notify(views)  # on its way to Redis: listeners need not wait for the round trip
             for reply in await sent:
                 if isinstance(reply, ResponseError):
                     raise reply

@@ -39,15 +39,41 @@ def encode_book(venue: str, symbol: str, book: L2Book | None, depth: int, pub_ns
     ``exch_ms`` is the venue's timestamp of the last applied frame (0 if unknown),
     ``recv_ns`` its local receive time and ``pub_ns`` when this payload was written. A
     book that is resyncing is written with ``valid: false`` and no levels."""
+    return encode_levels(venue, symbol, book, *levels_of(book, depth), pub_ns, integrity)
+
+
+def levels_of(book: L2Book | None, depth: int) -> tuple[list[Pair], list[Pair]]:
+    """The bids and asks a payload of ``book`` carries: the best ``depth`` each, none while it resyncs."""
+    return (book.bids.top(depth), book.asks.top(depth)) if book is not None else ([], [])
+
+
+def encode_levels(venue: str, symbol: str, book: L2Book | None, bids: list[Pair], asks: list[Pair], pub_ns: int,
+                  integrity: str = INTEGRITY_NATIVE) -> bytes:
+    """:func:`encode_book` with the levels already taken (``book.bids.top(depth)``...), so that the
+    writer can build the same book's :func:`view_of` from them without taking them twice."""
     if book is None:
         return orjson.dumps({"venue": venue, "symbol": symbol, "valid": False, "bids": [], "asks": [],
                              "seq": 0, "exch_ms": 0, "recv_ns": 0, "pub_ns": pub_ns, "integrity": integrity})
     return orjson.dumps({
-        "venue": venue, "symbol": symbol, "valid": True,
-        "bids": book.bids.top(depth), "asks": book.asks.top(depth),
+        "venue": venue, "symbol": symbol, "valid": True, "bids": bids, "asks": asks,
         "seq": book.seq, "exch_ms": book.exch_ms, "recv_ns": book.recv_ns, "pub_ns": pub_ns,
         "integrity": integrity,
     })
+
+
+def view_of(venue: str, symbol: str, book: L2Book | None, bids: list[Pair], asks: list[Pair],
+            integrity: str = INTEGRITY_NATIVE) -> BookView:
+    """The :class:`BookView` that decoding :func:`encode_levels`' payload gives, made without the JSON
+    round trip (the writer's in-process listeners). ``bids``/``asks`` are fresh lists, never mutated."""
+    if book is None:
+        return BookView(venue, symbol, False, [], [], 0, 0, 0.0, 0.0, integrity)
+    return BookView(venue, symbol, True, bids, asks, book.exch_ms, book.recv_ns,
+                    float(bids[0][0]) if bids else 0.0, float(asks[0][0]) if asks else 0.0, integrity)
+
+
+def origin_of(venue: str, symbol: str) -> bytes:
+    """:func:`origin` of every payload of this book."""
+    return orjson.dumps({"venue": venue, "symbol": symbol})[:-1]
 
 
 def origin(payload: bytes) -> bytes:

@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 
 from scanner.book.errors import ChecksumMismatch, CrossedBook, ParseError
-from scanner.book.l2 import COMPILED, L2Book, apply_sides, kraken_crc32, kraken_v1
+from scanner.book.l2 import COMPILED, L2Book, apply_sides, book_msg, kraken_crc32, kraken_v1
 from scanner.book.sync import APPLY, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control, Level
@@ -143,7 +143,7 @@ class KrakenParser(Parser):
                 if not name.startswith("book-"):
                     return [Control("ignored", pair, name)]
                 n = self.count = self.count + 1
-                return [BookMsg(pair, False, bids, asks, n, n - 1, crc, 0, recv_ns)]
+                return [book_msg(pair, False, bids, asks, n, n - 1, crc, 0, recv_ns)]
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -177,7 +177,7 @@ class KrakenParser(Parser):
                     c = part.get("c", 0)
                     if type(asks) is list and type(bids) is list and ((type(c) is str and c.isdecimal()) or c == 0):
                         n = self.count = self.count + 1
-                        return [BookMsg(pair, False, bids, asks, n, n - 1, int(c), 0, recv_ns)]
+                        return [book_msg(pair, False, bids, asks, n, n - 1, int(c), 0, recv_ns)]
             return self._v1(d, recv_ns)  # snapshots, multi-part diffs, anything odd (and its errors)
         raise ParseError(f"kraken: expected an object or array, got {type(d).__name__}")
 

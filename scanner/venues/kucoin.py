@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 import orjson
 
 from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
-from scanner.book.l2 import COMPILED, apply_sides, kucoin_l2
+from scanner.book.l2 import COMPILED, apply_sides, book_msg, kucoin_l2
 from scanner.book.sync import APPLY, GAP, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control, Level
@@ -88,7 +88,7 @@ class KucoinParser(Parser):
                 inst, start, end, t, bids, asks = l2
                 if start > end:
                     raise ParseError(f"kucoin: sequenceStart {start} > sequenceEnd {end}")
-                return [BookMsg(inst, False, bids, asks, end, start, 0, t, recv_ns)]
+                return [book_msg(inst, False, bids, asks, end, start, 0, t, recv_ns)]
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

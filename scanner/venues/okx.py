@@ -16,6 +16,7 @@ import orjson
 
 from scanner.book.checksum import book_crc32_interleaved
 from scanner.book.errors import ParseError
+from scanner.book.l2 import book_msg
 from scanner.book.sync import APPLY, GAP, STALE, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control
@@ -59,8 +60,8 @@ class OkxParser(Parser):
                 if type(inst) is str and type(bids) is list and type(asks) is list and type(seq) is int \
                         and type(prev) is int and type(crc) is int:
                     action = d.get("action")
-                    return [BookMsg(inst, action is None or action == "snapshot", bids, asks, seq, prev, crc,
-                                    int(item["ts"]), recv_ns)]
+                    return [book_msg(inst, action is None or action == "snapshot", bids, asks, seq, prev, crc,
+                                     int(item["ts"]), recv_ns)]
         except (KeyError, TypeError, IndexError, ValueError):
             pass
         return self.parse_object(d, recv_ns)
