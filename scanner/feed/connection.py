@@ -157,6 +157,7 @@ async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event)
     delays = backoff()
     while not stop.is_set():
         reason = "connect_failed"
+        served = 0.0  # how long this attempt's connection lasted (0: it never opened)
         try:
             url = conn.url
             strategy = picows.WSAutoPingStrategy.PING_WHEN_IDLE
@@ -182,9 +183,10 @@ async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event)
         else:
             assert isinstance(listener, _Listener)
             reason = await _serve(conn, sink, transport, listener, stop)
+            served = time.monotonic() - conn.opened_at
         if stop.is_set():
             break
-        if conn.opened_at and time.monotonic() - conn.opened_at > HEALTHY_AFTER_S:
+        if served > HEALTHY_AFTER_S:  # only the connection just lost counts: failed connects keep backing off
             delays = backoff()
         delay = next(delays)
         sink.on_reconnect_wait(conn, reason, delay)
