@@ -46,7 +46,8 @@ ROLES = {"run": {COLLECT, DETECT}, "collect": {COLLECT}, "detect": {DETECT}}
 class Pipeline:
     """The running service. Tests drive it in-process; the CLI wraps it."""
 
-    def __init__(self, settings: Settings, roles: set[str], metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, roles: set[str], metrics: Metrics | None = None,
+                 latency_samples: int = 200_000) -> None:
         self.settings, self.roles = settings, roles
         self.metrics = metrics or Metrics()
         self.redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2,
@@ -60,7 +61,7 @@ class Pipeline:
         fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
         self.detector = SpreadDetector(fees, settings.detector, self.metrics, transfer_build.build_checker(settings),
                                        fee_model=settings.fees.model())
-        self.sink = OpportunitySink(settings.redis, self.metrics)
+        self.sink = OpportunitySink(settings.redis, self.metrics, latency_samples)
         self.webhooks = webhook_dispatcher(self.redis, settings, self.metrics) if DETECT in roles else None
         self.started = asyncio.Event()
         self.fee_urls: dict[str, dict[str, object]] = {}  # tests: ccxt urls["api"] per venue for keyed calls
@@ -181,7 +182,8 @@ def main(args: argparse.Namespace) -> int:
         print(describe(settings))
         return 0
     setup_logging(settings.log_level)
-    return run_until_signalled(Pipeline(settings, ROLES[args.command]).run, args.duration)
+    # latency samples are for in-process benchmarks and tests: the service keeps none (flat RSS, make soak)
+    return run_until_signalled(Pipeline(settings, ROLES[args.command], latency_samples=0).run, args.duration)
 
 
 def run_until_signalled(body: Callable[[asyncio.Event], Awaitable[None]], duration: float) -> int:

@@ -39,6 +39,7 @@ from scanner.store.schema import KEY_PREFIX, BookView, decode_book, origin, orig
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # the detector's poll() (stale books, persisted candidates) runs at least this often
+RETRY_S = 0.5  # events whose write failed are written again this often until Redis takes them
 
 
 LocalFeed = list[Callable[[list[BookView]], None]]  # the book store's listeners: books written in this process
@@ -77,17 +78,21 @@ class _Emitter:
 
     async def run(self) -> None:
         while True:
-            await self.wake.wait()
+            if self.sink.unsent:  # writes failed (Redis away): retry them every RETRY_S even with nothing new
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), RETRY_S)
+            else:
+                await self.wake.wait()
             self.wake.clear()
             batch, self.pending = self.pending, []
-            if batch:
+            if batch or self.sink.unsent:
                 try:
-                    await self.sink.emit(batch)  # counts and logs its own Redis errors
+                    await self.sink.emit(batch)  # the unsent first; counts and logs its own Redis errors
                 except Exception:  # anything else: log it, keep emitting later events
                     log.exception("detector: emitting %d opportunity events failed", len(batch))
 
     async def flush(self) -> None:
-        if self.pending:
+        if self.pending or self.sink.unsent:
             batch, self.pending = self.pending, []
             await self.sink.emit(batch)
 
