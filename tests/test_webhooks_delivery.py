@@ -17,9 +17,9 @@ from tests.webhook_helpers import (
     Receiver,
     append,
     event,
-    free_port,
     new_secret,
     pending,
+    reserved_port,
     webhook_settings,
     worker_running,
 )
@@ -55,8 +55,8 @@ async def test_every_event_delivered_signed_and_acked(redis_url: str) -> None:
 
 async def test_receiver_down_then_up_loses_nothing(redis_url: str) -> None:
     secret, m = new_secret(), Metrics()
-    port = free_port()
-    rx = Receiver(secret, port)
+    held = reserved_port()  # down: connecting is refused, and nothing else can take the port meanwhile
+    rx = Receiver(secret, held.getsockname()[1])
     r = Redis.from_url(redis_url)
     ws = webhook_settings(rx.url, secret, max_attempts=100, max_in_flight=2)
     try:
@@ -65,12 +65,14 @@ async def test_receiver_down_then_up_loses_nothing(redis_url: str) -> None:
             await w.wait_for(lambda: w.counts.get("failures", 0) >= 4, 15)  # refused while down
             assert w.counts.get("delivered", 0) == 0 and await pending(r, ws) >= 1
             assert await outbox.lag(r, ws.outbox_stream, "desk") == 5  # in flight + unread: the lag gauge's value
+            held.close()
             await rx.start()
             await w.wait_for(lambda: w.counts.get("delivered", 0) == 5, 15)
         assert rx.ok_ids() == {webhook_id(i, "desk") for i in ids} and rx.bad_signatures == 0
         assert await pending(r, ws) == 0
         assert value(m, "scanner_webhook_retries_total", target="desk") >= 4
     finally:
+        held.close()
         await rx.stop()
         await r.aclose()
 

@@ -43,6 +43,16 @@ def free_port() -> int:
         return port
 
 
+def reserved_port() -> socket.socket:
+    """A socket bound to a free loopback port and not listening: connecting to it is refused at once,
+    and nothing else (a simulator, a client's source port) can take the port while it is held. Close it
+    just before a receiver starts on ``getsockname()[1]``."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
 @dataclass
 class Arrival:
     msg_id: str

@@ -23,10 +23,12 @@ def group_name(target: str) -> str:
     return f"webhook:{target}"
 
 
-async def ensure_group(redis: Redis, stream: str, target: str) -> None:
-    """Create the target's group at ``$`` (new targets never receive old events); keep an existing one."""
+async def ensure_group(redis: Redis, stream: str, target: str, start: str = "$") -> None:
+    """Create the target's group at ``$`` (new targets never receive old events); keep an existing one.
+    ``start="0"`` re-creates a group Redis lost (restarted without persistence): every entry in the
+    stream then was appended after the loss and is delivered."""
     try:
-        await redis.xgroup_create(stream, group_name(target), id="$", mkstream=True)
+        await redis.xgroup_create(stream, group_name(target), id=start, mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise

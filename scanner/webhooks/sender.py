@@ -12,6 +12,7 @@ entries pending; the next run delivers them. The detector only XADDs: nothing he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
@@ -33,6 +34,7 @@ from scanner.webhooks.formats import RenderedBody, render
 log = logging.getLogger("scanner.webhooks")
 
 MAX_RETRY_AFTER_S = 3600.0
+MAX_ANSWER_BYTES = 64 * 1024  # a receiver's answer body is read up to this much, never more (bounded reads)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,18 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of the answer body: an oversized or endless body is cut off, not buffered
+    (the connection is then closed instead of reused)."""
+    out = bytearray()
+    while len(out) < limit:
+        chunk = await resp.content.read(limit - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
 async def post(session: aiohttp.ClientSession, target: WebhookTarget, msg_id: str,
                rendered: RenderedBody) -> Answer:
     """One signed POST. Errors never carry the URL (chat webhook URLs hold tokens)."""
@@ -69,7 +83,7 @@ async def post(session: aiohttp.ClientSession, target: WebhookTarget, msg_id: st
     try:
         async with session.post(target.url.reveal(), data=rendered.body, headers=hdrs,
                                 timeout=aiohttp.ClientTimeout(total=target.timeout_s)) as resp:
-            text = (await resp.text(errors="replace"))[:2000]
+            text = (await _read_capped(resp, MAX_ANSWER_BYTES)).decode(errors="replace")[:2000]
             ra = retry_after(resp.headers.get("Retry-After")) if resp.status in (429, 503) else None
             return Answer(resp.status, text, ra)
     except TimeoutError:
@@ -141,6 +155,11 @@ class TargetWorker:
                                                     free, 500)
                 except (RedisError, OSError) as exc:
                     self.metrics.redis_errors.labels("webhook_outbox").inc()
+                    if "NOGROUP" in str(exc):  # Redis restarted empty: the group (and stream) went with it
+                        log.error("webhook %s: the outbox group is gone (Redis restarted?); re-creating it", name)
+                        with contextlib.suppress(RedisError, OSError):
+                            await outbox.ensure_group(self.redis, st.outbox_stream, name, start="0")
+                            continue
                     log.error("webhook %s: redis: %s; retrying", name, exc)
                     await _either(stop, within=1.0)
                     continue

@@ -25,6 +25,13 @@ def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
+def verify(secret: Secret, msg_id: str, timestamp: int, body: bytes, header: str) -> bool:
+    """A receiver's check of a ``webhook-signature`` header (space-separated ``v1,<base64>`` entries):
+    True when one of them is this body's signature. Compared in constant time (``hmac.compare_digest``)."""
+    expected = signature(secret_key(secret), msg_id, timestamp, body).encode()
+    return any(hmac.compare_digest(expected, part.encode()) for part in header.split() if part.isascii())
+
+
 def headers(secret: Secret | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The three Standard Webhooks headers (no signature when the target has no secret)."""
     out = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
