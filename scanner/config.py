@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -145,6 +146,10 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
         raw = yaml.safe_load(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     if raw is None:
@@ -318,8 +323,15 @@ def _ccxt_markets(v: Any, key: str) -> tuple[dict[str, Any], ...]:
 def _redis(r: dict[str, Any]) -> RedisSettings:
     _no_unknown(r, set(RedisSettings.__dataclass_fields__), "redis.")
     d = RedisSettings()
+    url = _url(r.get("url", d.url), "redis.url", ("redis://", "rediss://", "unix://"))
+    from redis.connection import parse_url  # what Redis.from_url will do with it, checked now
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:  # its messages never hold the URL (which may carry a password)
+        raise ConfigError(f"redis.url: not a valid Redis URL: {exc}") from None
     return RedisSettings(
-        url=_url(r.get("url", d.url), "redis.url", ("redis://", "rediss://", "unix://")),
+        url=url,
         book_depth=int(_number(r.get("book_depth", d.book_depth), "redis.book_depth", 1, 400)),
         book_ttl_ms=int(_number(r.get("book_ttl_ms", d.book_ttl_ms), "redis.book_ttl_ms", 100, 86_400_000)),
         channel=_name(r.get("channel", d.channel), "redis.channel"),
@@ -358,7 +370,10 @@ def _metrics(r: dict[str, Any]) -> MetricsSettings:
 def _markets(r: dict[str, Any]) -> MarketSettings:
     _no_unknown(r, {"cache_dir", "refresh", "write_cache"}, "markets.")
     d = MarketSettings()
-    return MarketSettings(cache_dir=Path(str(r.get("cache_dir", d.cache_dir))),
+    cache_dir = r.get("cache_dir", str(d.cache_dir))
+    if not isinstance(cache_dir, str) or not cache_dir:
+        raise ConfigError(f"markets.cache_dir: must be a directory path; got {cache_dir!r}")
+    return MarketSettings(cache_dir=Path(cache_dir),
                           refresh=_bool(r.get("refresh", d.refresh), "markets.refresh"),
                           write_cache=_bool(r.get("write_cache", d.write_cache), "markets.write_cache"))
 
@@ -434,7 +449,17 @@ def _choice(v: Any, choices: tuple[str, ...], key: str) -> str:
 
 def _url(v: Any, key: str, schemes: tuple[str, ...]) -> str:
     if not isinstance(v, str) or not v.startswith(schemes):
-        raise ConfigError(f"{key}: must be a URL starting with {' or '.join(schemes)}; got {v!r}")
+        shown = v.split("://", 1)[0] + "://***@" + v.rsplit("@", 1)[1] if isinstance(v, str) and "@" in v else v
+        raise ConfigError(f"{key}: must be a URL starting with {' or '.join(schemes)}; got {shown!r}")
+    if v.startswith("unix://"):
+        return v
+    parts = urlsplit(v)
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise ConfigError(f"{key}: the port must be a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ConfigError(f"{key}: has no host name")
     return v
 
 

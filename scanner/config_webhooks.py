@@ -190,6 +190,8 @@ def _one_secret(t: dict[str, Any], what: str, key: str, env: Mapping[str, str], 
         value = Path(v).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{key}.{k}: cannot read {v}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}.{k}: {v} is not UTF-8 text") from None
     if not value:
         raise ConfigError(f"{key}.{k}: {v} is empty")
     return Secret(value, f"file {v}")

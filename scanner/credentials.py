@@ -89,6 +89,8 @@ def _read(env: Mapping[str, str], var: str) -> Secret | None:
             value = Path(path).read_text().strip()
         except OSError as exc:
             raise CredentialError(f"{var}_FILE: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise CredentialError(f"{var}_FILE: {path} is not UTF-8 text") from None
         if not value:
             raise CredentialError(f"{var}_FILE: {path} is empty")
         return Secret(value, f"file {path} ({var}_FILE)")

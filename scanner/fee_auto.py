@@ -104,15 +104,15 @@ async def apply_keys(fees: FeeSettings, model: FeeModel, symbols: Mapping[str, l
             except KeyPermissionError:
                 raise
             except Exception as exc:
-                log.warning("%s: could not read the API key's permissions: %s", venue,
-                            scrub(f"{type(exc).__name__}: {exc}", creds))
+                log.warning("%s: could not read the API key's permissions (key from %s): %s", venue,
+                            creds.key.origin, scrub(f"{type(exc).__name__}: {exc}", creds))
             if fees.mode != "auto":
                 continue
             try:
                 rates = await asyncio.wait_for(fetch_rates(ex, symbols.get(venue, [])), fees.timeout_s)
             except Exception as exc:
-                log.warning("%s: fees: auto failed, keeping the configured rates: %s", venue,
-                            scrub(f"{type(exc).__name__}: {exc}", creds))
+                log.warning("%s: fees: auto failed, keeping the configured rates (key from %s): %s", venue,
+                            creds.key.origin, scrub(f"{type(exc).__name__}: {exc}", creds))
                 continue
             model.set_account(venue, rates)
             for sym, (t, m) in sorted(rates.items()):
