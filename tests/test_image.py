@@ -62,6 +62,7 @@ def test_dockerfile_shape() -> None:
     assert json.loads(dict(final)["CMD"]) == ["run", "--config", "configs/default.yaml"]
     runs = " ".join(a for i, a in ins if i == "RUN")
     assert "pip install" in runs and "[dev" not in runs  # runtime dependencies only
+    assert "-c constraints.txt" in runs  # at the lock file's versions
 
 
 def test_build_context_is_an_allowlist() -> None:
