@@ -8,12 +8,14 @@ ARGS   ?=
 .PHONY: help install lock demo test lint typecheck unit bench bench-quick bench-extra bench-ws bench-replay bench-venues-replay
 .PHONY: bench-e2e bench-venues bench-webhooks bench-live bench-throughput bench-detector simulate clean
 .PHONY: compose-check compose-demo
-.PHONY: image image-test
+.PHONY: image image-test faults soak
 
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
 	@echo "make test            lint, type-check and the whole test suite"
 	@echo "make lock            re-pin constraints.txt (the lock file make install uses) from a fresh venv"
+	@echo "make faults          the fault-injection suite at full scale, then its table (tests/faults)"
+	@echo "make soak            30 min at realistic rates with random faults; RSS flat within 10 % (not in CI)"
 	@echo "make bench           every performance target in one table (bench/results.json): replay vs orjson, ccxt.pro"
 	@echo "                     and cryptofeed; every venue per level; throughput; detector scaling; 10 x 50 live (5 min)"
 	@echo "make bench-quick     the same, shorter (live 60 s)"
@@ -59,6 +61,16 @@ unit: $(STAMP)
 	$(BIN)/pytest -q $(ARGS)
 
 test: lint typecheck unit
+
+# The fault-injection suite at full scale, then its table (scenario, injected, observed, recovery, lost).
+faults: $(STAMP)
+	rm -f .faults.jsonl
+	FAULTS_FULL=1 FAULTS_REPORT=$(CURDIR)/.faults.jsonl $(BIN)/pytest -q tests/faults $(ARGS); \
+	  rc=$$?; $(BIN)/python -m tests.faults.report .faults.jsonl; exit $$rc
+
+# 30 minutes at realistic rates with random faults; RSS must stay flat within 10 % (not in CI).
+soak: $(STAMP)
+	$(BIN)/python -m scanner.bench.soak $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m scanner.bench.report $(ARGS)

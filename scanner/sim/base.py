@@ -225,9 +225,13 @@ class SimVenue(Generic[S]):
             else:
                 conn.abort()
 
-    def garbage(self, count: int = 4) -> None:
-        """Send ``count`` malformed frames to every client (cycling through the kinds)."""
+    def garbage(self, count: int = 4, huge_bytes: int = 0) -> None:
+        """Send ``count`` malformed frames to every client (cycling through the kinds), then, with
+        ``huge_bytes`` > 0, one :meth:`huge_frame` of that size."""
         frames = self.garbage_frames()
+        if huge_bytes > 0:
+            frames = [*(frames[i % len(frames)] for i in range(count)), self.huge_frame(huge_bytes)]
+            count = len(frames)
         for conn in list(self.clients):
             for i in range(count):
                 f = frames[i % len(frames)]
@@ -235,6 +239,12 @@ class SimVenue(Generic[S]):
                     conn.send_bytes(f)
                 else:
                     conn.send(f)
+
+    def huge_frame(self, size: int) -> str:
+        """A book-shaped JSON text frame of ``size`` bytes, cut short: a flood of levels a client
+        must neither keep nor choke on."""
+        head, row = '{"data":[{"bids":[', '["1.5","2"],'
+        return (head + row * (max(0, size - len(head)) // len(row) + 1))[:size]
 
     def garbage_frames(self) -> list[str | bytes]:
         noise = bytes(rng_for(self.seed, "noise", self.name).getrandbits(8) for _ in range(48))
@@ -250,10 +260,12 @@ class SimVenue(Generic[S]):
 
     def corrupt_level(self, symbol: str, mode: str = "size") -> None:
         """Next update of ``symbol`` carries a wrong level while the sequence stays intact:
-        ``size`` (best bid with a wrong size: only a checksum reveals it) or ``crossed``
-        (a bid above the best ask)."""
-        if mode not in ("size", "crossed"):
-            raise ValueError(f"corrupt_level mode must be 'size' or 'crossed', not {mode!r}")
+        ``size`` (best bid with a wrong size: only a checksum reveals it), ``crossed``
+        (a bid above the best ask) or ``spike`` (a bid 5 % above the best bid, as large as it:
+        below the best ask only when the book's spread is wider than that, and then only a
+        checksum reveals it)."""
+        if mode not in ("size", "crossed", "spike"):
+            raise ValueError(f"corrupt_level mode must be 'size', 'crossed' or 'spike', not {mode!r}")
         self.state(symbol).corrupt = mode
 
     @staticmethod
@@ -266,6 +278,9 @@ class SimVenue(Generic[S]):
             return p, q * 3 + 7
         if mode == "crossed" and b.asks.levels:
             return b.asks.top(1)[0][0] + 2, 1000
+        if mode == "spike" and b.bids.levels:
+            p, q = b.bids.top(1)[0]
+            return p + p // 20, q
         return None
 
     def corrupt_checksum(self, symbol: str) -> None:
@@ -289,7 +304,7 @@ class SimVenue(Generic[S]):
         if name == "drop":
             self.drop(bool(spec.get("clean", False)))
         elif name == "garbage":
-            self.garbage(int(spec.get("count", 4)))
+            self.garbage(int(spec.get("count", 4)), int(spec.get("huge_bytes", 0)))
         elif name == "skip_seq":
             self.skip_seq(sym)
         elif name == "corrupt_checksum":
