@@ -35,6 +35,7 @@ from scanner.venues import VENUES
 
 if TYPE_CHECKING:
     from scanner.feed.ccxtpro import CcxtProCollector
+    from scanner.web import WebView
     from scanner.webhooks.sender import WebhookDispatcher
 
 log = logging.getLogger("scanner")
@@ -64,6 +65,12 @@ class Pipeline:
         self.sink = OpportunitySink(settings.redis, self.metrics, latency_samples)
         self.webhooks = webhook_dispatcher(self.redis, settings, self.metrics) if DETECT in roles else None
         self.started = asyncio.Event()
+        self.web: WebView | None = None  # the live web view on the metrics port (scanner/web/)
+        if settings.web.enabled:
+            from scanner.web import WebView
+
+            self.web = WebView(settings, self.metrics, feed_in_process=COLLECT in roles)
+            self.http.add_routes(self.web.routes)
         self.fee_urls: dict[str, dict[str, object]] = {}  # tests: ccxt urls["api"] per venue for keyed calls
         self.http.ready = (  # /readyz
             collector_check([*settings.venues, *settings.ccxt_venues], self.metrics.book_rows,
@@ -103,6 +110,8 @@ class Pipeline:
     async def run(self, stop: asyncio.Event) -> None:
         await self.http.start()
         log.info("metrics at %s", self.http.url)
+        if self.web is not None:
+            log.info("web view at http://%s:%d/", self.http.host, self.http.port)
         try:
             await self.apply_keys()
             if COLLECT in self.roles:
@@ -118,6 +127,8 @@ class Pipeline:
             async with asyncio.TaskGroup() as tg:
                 if self.webhooks is not None:
                     tg.create_task(self.webhooks.run(stop), name="webhooks")
+                if self.web is not None:
+                    tg.create_task(self.web.run(stop), name="web-view")
                 if COLLECT in self.roles:
                     tg.create_task(self.store.run(stop), name="book-store")
                     for name, c in self.collectors.items():
@@ -226,6 +237,8 @@ def describe(s: Settings) -> str:
     lines.extend(describe_fees(s))
     lines.append(f"redis: {_redact(s.redis.url)} stream={s.redis.stream} channel={s.redis.channel}")
     lines.append(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics")
+    lines.append(f"web view: http://{s.metrics.host}:{s.metrics.port}/ history_s={s.web.history_s} "
+                 f"max_rows={s.web.max_rows} max_clients={s.web.max_clients}" if s.web.enabled else "web view: off")
     lines.extend(t.describe() for t in s.webhooks.targets.values())  # origins only, never a URL or secret
     return "\n".join(lines)
 

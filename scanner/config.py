@@ -33,6 +33,7 @@ from scanner.fees import CCXT_DEFAULT_TAKER, DEFAULT_FEES, FeeSettings
 from scanner.venues import VENUES
 
 if TYPE_CHECKING:
+    from scanner.config_web import WebSettings
     from scanner.config_webhooks import WebhookSettings
 
 
@@ -126,11 +127,13 @@ class Settings:
     transfers: TransferSettings = field(default_factory=TransferSettings)
     fees: FeeSettings = field(default_factory=FeeSettings)  # scanner/config_fees.py
     webhooks: WebhookSettings = field(default_factory=lambda: _webhooks(None, {}))  # scanner/config_webhooks.py
+    web: WebSettings = field(default_factory=lambda: _web(None))  # scanner/config_web.py
 
 
 TOP_KEYS = {"symbols", "venues", "redis", "detector", "metrics", "markets", "log_level", "transfers"}
 TOP_KEYS.add("fees")  # scanner/config_fees.py
 TOP_KEYS.add("webhooks")  # scanner/config_webhooks.py
+TOP_KEYS.add("web")  # scanner/config_web.py
 VENUE_KEYS = {"fees", "enabled", "ws_url", "rest_url", "channel", "taker_fee", "symbols", "watchdog_s", "ping_idle_s",
               "rest_weight_per_min", "max_instruments_per_conn"}
 CCXT_PREFIX = "ccxtpro:"
@@ -199,6 +202,7 @@ def from_dict(raw: dict[str, Any], env: Mapping[str, str], source: str = "") -> 
         fees=_fees(raw, venues, ccxt_venues, env),
         transfers=config_transfer.parse(raw.get("transfers"), set(venues) | set(ccxt_venues)),
         webhooks=_webhooks(raw.get("webhooks"), env),
+        web=_web(raw.get("web")),
     )
 
 
@@ -213,6 +217,12 @@ def _webhooks(raw: Any, env: Mapping[str, str]) -> WebhookSettings:
     from scanner.config_webhooks import parse_webhooks  # it imports this module's helpers
 
     return parse_webhooks(raw, env)
+
+
+def _web(raw: Any) -> WebSettings:
+    from scanner.config_web import parse_web  # it imports this module's helpers
+
+    return parse_web(raw)
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

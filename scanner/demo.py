@@ -66,8 +66,9 @@ async def run_demo(settings: Settings, seed: int, stop: asyncio.Event) -> None:
             print(f"simulated {name}: {sims.url(name)}  rest {sims.rest_url(name)}", flush=True)
         pipeline = Pipeline(settings, {COLLECT, DETECT})
         printer = asyncio.create_task(print_opportunities(settings, stop))
-        print(f"metrics: http://{settings.metrics.host}:{settings.metrics.port}/metrics   redis: {settings.redis.url}"
-              f"   (Ctrl-C to stop)", flush=True)
+        base = f"http://{settings.metrics.host}:{settings.metrics.port}"
+        web = f"web view: {base}/   " if settings.web.enabled else ""
+        print(f"{web}metrics: {base}/metrics   redis: {settings.redis.url}   (Ctrl-C to stop)", flush=True)
         try:
             await pipeline.run(stop)
         finally:

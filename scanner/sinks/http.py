@@ -1,7 +1,10 @@
 """The HTTP endpoint: ``/metrics`` (Prometheus text format), ``/healthz`` (liveness: the process
-answers) and ``/readyz`` (readiness: 200 or 503 with a short JSON reason, scanner/sinks/readiness.py)."""
+answers) and ``/readyz`` (readiness: 200 or 503 with a short JSON reason, scanner/sinks/readiness.py).
+Other sinks add their routes with :meth:`HttpEndpoint.add_routes` (the live web view, scanner/web/)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -16,12 +19,15 @@ class HttpEndpoint:
         self.metrics, self.host, self.port = metrics, host, port
         self._runner: web.AppRunner | None = None
         self.ready: ReadyCheck | None = None  # set by the Pipeline; None: /readyz answers 503
+        self._extra: list[Callable[[web.Application], None]] = []
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for register in self._extra:
+            register(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -30,6 +36,10 @@ class HttpEndpoint:
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self.port = int(sockets[0].getsockname()[1])
+
+    def add_routes(self, register: Callable[[web.Application], None]) -> None:
+        """Have ``register(app)`` add routes (and start-up/shutdown hooks) when the endpoint starts."""
+        self._extra.append(register)
 
     @property
     def url(self) -> str:
