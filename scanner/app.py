@@ -22,7 +22,7 @@ from scanner.config import ConfigError, Settings
 from scanner.detect.detector import SpreadDetector
 from scanner.detect.runner import run_detector
 from scanner.fee_describe import describe_fees
-from scanner.feed.collector import VenueCollector
+from scanner.feed.collector import BookSink, VenueCollector
 from scanner.feed.instruments import MarketsUnavailable, load_markets
 from scanner.gcpolicy import GcPolicy
 from scanner.sinks.http import HttpEndpoint
@@ -35,6 +35,7 @@ from scanner.venues import VENUES
 
 if TYPE_CHECKING:
     from scanner.feed.ccxtpro import CcxtProCollector
+    from scanner.feed.tap import FrameTap
     from scanner.web import WebView
     from scanner.webhooks.sender import WebhookDispatcher
 
@@ -58,6 +59,7 @@ class Pipeline:
         self.gc = GcPolicy(self.metrics)
         self.collectors: dict[str, VenueCollector] = {}
         self.ccxt_collectors: dict[str, CcxtProCollector] = {}  # the ccxtpro:<id> long tail
+        self.tap_factory: Callable[[VenueCollector], FrameTap] | None = None  # scanner record --with-pipeline
         fees = {v.name: v.taker_fee for v in settings.venues.values()}
         fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
         self.detector = SpreadDetector(fees, settings.detector, self.metrics, transfer_build.build_checker(settings),
@@ -78,21 +80,10 @@ class Pipeline:
             if COLLECT in roles else detector_check(self.redis, self.detector.book_count))
 
     async def build_collectors(self) -> None:
-        for name, vs in self.settings.venues.items():
-            spec = VENUES[name]
-            try:
-                markets = await load_markets(spec, vs, self.settings.markets)
-            except MarketsUnavailable as exc:
-                log.error("%s: left out: %s", name, exc)
-                continue
-            insts, missing = markets.resolve(vs.symbols)
-            for sym in missing:
-                log.warning("%s: does not list %s (or it is not trading); left out for this venue", name, sym)
-            if not insts:
-                log.error("%s: none of the configured symbols is listed; venue left out", name)
-                continue
-            self.collectors[name] = VenueCollector(spec, vs, insts, self.store, self.metrics,
-                                                   {i: markets.by_id[i] for i in insts})
+        self.collectors.update(await make_collectors(self.settings, self.store, self.metrics))
+        if self.tap_factory is not None:
+            for c in self.collectors.values():
+                c.set_tap(self.tap_factory(c))
         if self.settings.ccxt_venues:
             from scanner.feed.ccxtpro import CcxtProCollector  # imports ccxt.pro (~1 s): only when used
 
@@ -216,6 +207,27 @@ def run_until_signalled(body: Callable[[asyncio.Event], Awaitable[None]], durati
         log.error("stopped: %s", exc)
         return 1
     return 0
+
+
+async def make_collectors(settings: Settings, sink: BookSink, metrics: Metrics) -> dict[str, VenueCollector]:
+    """One collector per configured native venue whose markets load and list at least one configured symbol;
+    the rest are logged and left out."""
+    out: dict[str, VenueCollector] = {}
+    for name, vs in settings.venues.items():
+        spec = VENUES[name]
+        try:
+            markets = await load_markets(spec, vs, settings.markets)
+        except MarketsUnavailable as exc:
+            log.error("%s: left out: %s", name, exc)
+            continue
+        insts, missing = markets.resolve(vs.symbols)
+        for sym in missing:
+            log.warning("%s: does not list %s (or it is not trading); left out for this venue", name, sym)
+        if not insts:
+            log.error("%s: none of the configured symbols is listed; venue left out", name)
+            continue
+        out[name] = VenueCollector(spec, vs, insts, sink, metrics, {i: markets.by_id[i] for i in insts})
+    return out
 
 
 def describe(s: Settings) -> str:

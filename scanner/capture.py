@@ -8,6 +8,8 @@ number, not the file name):
   line is one ``connect`` / ``send`` / ``recv`` / ``http`` record (see
   ``../shared/recorded/README.md``). Each becomes a frozen dataclass; binary ``recv``
   frames (``b64``) are decoded to ``bytes`` (still gzip for HTX, as the venue sent them).
+  Captures written by ``scanner record`` also carry ``ns``, the collector's exact receive
+  time (``time.time_ns()``); records without it have ``ns == 0`` (use :func:`ts_to_ns`).
 * **raw frames**: one websocket text frame per line, exactly as received, no wrapper.
 
 :func:`detect_format` peeks at the first line; :func:`read_records` yields typed records
@@ -52,6 +54,7 @@ class Connect:
     ts: float  # local time, unix seconds
     conn: str
     addr: str
+    ns: int = 0  # exact local time in ns (scanner record), 0 when the capture has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class Send:
     conn: str
     data: str
     addr: str = ""
+    ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,7 @@ class Recv:
     ts: float
     conn: str
     data: str | bytes
+    ns: int = 0
 
     @property
     def binary(self) -> bool:
@@ -83,6 +88,7 @@ class Http:
     conn: str
     url: str
     data: str
+    ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +229,14 @@ def _record(d: dict[str, Any]) -> Connect | Send | Recv | Http:
     if kind not in ("recv", "http", "send", "connect"):
         raise CaptureError(f"unknown record kind {kind!r}")
     ts, conn = _get(d, "ts", float), _get(d, "conn", str)
+    ns = _get(d, "ns", int) if "ns" in d else 0
     if kind == "recv":
         if "b64" in d:
-            return Recv(ts, conn, base64.b64decode(_get(d, "b64", str), validate=True))
-        return Recv(ts, conn, _get(d, "data", str))
+            return Recv(ts, conn, base64.b64decode(_get(d, "b64", str), validate=True), ns)
+        return Recv(ts, conn, _get(d, "data", str), ns)
     if kind == "http":
-        return Http(ts, conn, _get(d, "url", str), _get(d, "data", str))
+        return Http(ts, conn, _get(d, "url", str), _get(d, "data", str), ns)
     if kind == "send":
         addr = d.get("addr", "")
-        return Send(ts, conn, _get(d, "data", str), addr if isinstance(addr, str) else "")
-    return Connect(ts, conn, _get(d, "addr", str))
+        return Send(ts, conn, _get(d, "data", str), addr if isinstance(addr, str) else "", ns)
+    return Connect(ts, conn, _get(d, "addr", str), ns)

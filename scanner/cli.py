@@ -1,4 +1,5 @@
-"""Command line: ``scanner run | collect | detect | simulate | demo | replay | check-config | markets | history``.
+"""Command line: ``scanner run | collect | detect | simulate | demo | replay | record | backtest | check-config |
+markets | history | webhooks``.
 
 The only module that reads argv; each subcommand lives in its own module exposing
 ``add_arguments(parser)`` and ``main(args) -> int``.
@@ -19,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("scanner.sim.cli", "serve protocol-faithful local venues"),
     "demo": ("scanner.demo", "simulators + full pipeline + metrics, offline"),
     "replay": ("scanner.replay", "feed a file of raw frames through a venue parser and book"),
+    "record": ("scanner.record", "capture every raw frame and REST snapshot the collectors receive (zstd JSON Lines)"),
     "check-config": ("scanner.app", "validate a config file and print the effective settings"),
     "markets": ("scanner.markets_cli", "show which venues list a symbol; refresh the cached instrument lists"),
     "history": ("scanner.history", "summarise closed opportunities: top symbols and venue pairs"),

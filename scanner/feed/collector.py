@@ -24,6 +24,7 @@ from scanner.config import VenueSettings
 from scanner.feed.connection import Connection, run_connection
 from scanner.feed.handshake import connect_resolver
 from scanner.feed.snapshots import SnapshotFetcher
+from scanner.feed.tap import FrameTap
 from scanner.markets import Market
 from scanner.model import BookMsg, Control
 from scanner.sinks.metrics import BookAgeRow, Metrics
@@ -87,6 +88,7 @@ class VenueCollector:
         if spec.snapshot_request is not None and spec.parse_snapshot is not None:
             self.fetcher = SnapshotFetcher(self.venue, self._snapshot_request, spec.parse_snapshot,
                                            self.on_snapshot, settings.rest_weight_per_min, self._snapshot_outcome)
+        self.tap: FrameTap | None = None  # scanner record (set_tap)
         # hot-path counters, flushed to Prometheus by flush_counters()
         self._frames = 0
         self._applied = 0
@@ -99,6 +101,14 @@ class VenueCollector:
         self._lat_counts = [0] * len(self._lat_bounds)
         self._lat_sum = 0.0
         metrics.add_book_source(self.book_rows)
+
+    def set_tap(self, tap: FrameTap | None) -> None:
+        """Report every connect, sent frame, received frame and REST snapshot to ``tap`` (None: stop)."""
+        self.tap = tap
+        for conn in self.connections:
+            conn.tap = tap
+        if self.fetcher is not None:
+            self.fetcher.tap = tap
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -145,6 +155,8 @@ class VenueCollector:
     def on_open(self, conn: Connection) -> None:
         self.metrics.connections.labels(self.venue).inc()
         self.parsers[conn.shard].on_connect()
+        if self.tap is not None:
+            self.tap.on_connect(conn, conn.addr)
         if self.spec.wait_ready:
             log.info("%s[%d]: connected to %s; waiting for the welcome", self.venue, conn.shard, conn.url)
             return
@@ -172,6 +184,8 @@ class VenueCollector:
 
     def on_frame(self, conn: Connection, payload: bytes, recv_ns: int) -> None:
         self._frames += 1
+        if self.tap is not None:
+            self.tap.on_recv(conn, payload, recv_ns)
         try:
             events = self.parsers[conn.shard].parse(payload, recv_ns)
         except ParseError as exc:

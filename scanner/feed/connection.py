@@ -16,13 +16,16 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import picows
 
 from scanner.aio import wait_stop
 from scanner.feed.backoff import backoff
 from scanner.venues.spec import ConnectInfo
+
+if TYPE_CHECKING:
+    from scanner.feed.tap import FrameTap
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Connection:
         self.watchdog_s, self.max_age_s = watchdog_s, max_age_s
         self.send_interval = 1.0 / max_sends_per_s if max_sends_per_s > 0 else 0.0
         self.transport: picows.WSTransport | None = None
+        self.addr = url  # the URL of the current connection (a handshake may resolve another)
+        self.tap: FrameTap | None = None  # scanner record: sees every frame sent
         self.last_frame = 0.0  # monotonic time of the last frame handed to the sink
         self.opened_at = 0.0
         self._outbox: deque[str] = deque()
@@ -68,6 +73,8 @@ class Connection:
 
     def send(self, text: str) -> None:
         """Queue a frame; frames go out paced within the venue's client message rate."""
+        if self.tap is not None:
+            self.tap.on_send(self, text)
         self._outbox.append(text)
         self._outbox_ready.set()
 
@@ -168,6 +175,7 @@ async def run_connection(conn: Connection, sink: FrameSink, stop: asyncio.Event)
                 url = info.url
                 if info.ping_interval_s > 0:
                     conn.ping_idle_s = info.ping_interval_s
+            conn.addr = url
             ssl_ctx = ssl.create_default_context() if url.startswith("wss://") else None
             transport, listener = await picows.ws_connect(
                 lambda: _Listener(conn, sink), url, ssl_context=ssl_ctx,

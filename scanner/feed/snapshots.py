@@ -11,12 +11,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from scanner.book.errors import ParseError
 from scanner.model import BookMsg
 from scanner.venues.spec import SnapshotRequest
+
+if TYPE_CHECKING:
+    from scanner.feed.tap import FrameTap
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class SnapshotFetcher:
         self.bucket = TokenBucket(weight_per_min, burst=weight_per_min / 60.0)
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.pending: set[str] = set()
+        self.tap: FrameTap | None = None  # scanner record: sees every snapshot body
 
     def request(self, inst: str) -> None:
         if inst not in self.pending:
@@ -86,7 +91,10 @@ class SnapshotFetcher:
                     log.warning("%s: REST snapshot for %s failed: HTTP %d", self.venue, inst, resp.status)
                     self.on_outcome("http_error")
                     return 2.0
-            msg = self.parse(inst, body, time.time_ns())
+            recv_ns = time.time_ns()
+            if self.tap is not None:
+                self.tap.on_http(req.url, body, recv_ns)
+            msg = self.parse(inst, body, recv_ns)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning("%s: REST snapshot for %s failed: %s", self.venue, inst, exc)
             self.on_outcome("network_error")
