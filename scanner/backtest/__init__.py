@@ -1,0 +1,1 @@
+"""``scanner backtest``: replay captures through the real parsers, books and detector, and report."""
