@@ -17,12 +17,9 @@ from redis.asyncio import Redis
 
 from scanner.config import ConfigError, from_dict
 from scanner.config_web import WebSettings
-from scanner.sinks.http import HttpEndpoint
-from scanner.sinks.metrics import Metrics
-from scanner.web import WebView
 from scanner.web.state import OpenOpportunities, SpreadHistory, parse_id
 from tests.faults.infra_helpers import SYMBOL, set_open
-from tests.web_helpers import Running, SseReader, web_pipeline
+from tests.web_helpers import Running, SseReader, view_alone, web_pipeline
 
 STREAM = "opportunities"
 
@@ -261,42 +258,20 @@ async def test_limits_routes_and_static_files(redis_url: str, market_cache: Path
 async def test_detect_only_health_from_redis_books(redis_url: str, market_cache: Path,
                                                    session: aiohttp.ClientSession) -> None:
     """``scanner detect`` has no collector: health comes from the books in Redis, the rest says n/a."""
-    async with web_pipeline(redis_url, market_cache) as run:
-        view = WebView(run.pipeline.settings, Metrics(), feed_in_process=False)
-        http = HttpEndpoint(Metrics(), "127.0.0.1", 0)
-        http.add_routes(view.routes)
-        await http.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(view.run(stop))
-        try:
-            st = await state_until(session, Running(run.sims, run.pipeline, f"http://127.0.0.1:{http.port}"),
-                                   "health from Redis books",
-                                   lambda s: len(s["health"]) == 2 and all(h["valid"] == 2 for h in s["health"]))
-            assert st["mode"] == "detect"
-            for h in st["health"]:
-                assert h["source"] == "redis" and h["connected"] is None and h["msgs_per_s"] is None
-                assert h["books"] == 2 and h["valid"] == 2 and h["book_age_s"] is not None
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            await http.stop()
+    async with web_pipeline(redis_url, market_cache) as run, view_alone(run.pipeline.settings, False) as (_, base, _t):
+        st = await state_until(session, Running(run.sims, run.pipeline, base), "health from Redis books",
+                               lambda s: len(s["health"]) == 2 and all(h["valid"] == 2 for h in s["health"]))
+        assert st["mode"] == "detect"
+        for h in st["health"]:
+            assert h["source"] == "redis" and h["connected"] is None and h["msgs_per_s"] is None
+            assert h["books"] == 2 and h["valid"] == 2 and h["book_age_s"] is not None
 
 
 async def test_redis_away_state_still_answers(session: aiohttp.ClientSession) -> None:
     s = from_dict({"symbols": ["BTC/USDT"], "venues": {"okx": {}}, "redis": {"url": "redis://127.0.0.1:1/0"}}, {})
-    view = WebView(s, Metrics(), feed_in_process=True)
-    http = HttpEndpoint(Metrics(), "127.0.0.1", 0)
-    http.add_routes(view.routes)
-    await http.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(view.run(stop))
-    try:
-        async with session.get(f"http://127.0.0.1:{http.port}/api/stream") as resp:
+    async with view_alone(s, True) as (_, base, task):
+        async with session.get(f"{base}/api/stream") as resp:
             ev = await SseReader(resp).until("health")
             assert ev.data["redis"] is False
-        st = await get_json(session, f"http://127.0.0.1:{http.port}/api/state")
+        st = await get_json(session, f"{base}/api/state")
         assert st["redis"] is False and st["opportunities"] == [] and not task.done()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await http.stop()

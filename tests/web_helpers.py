@@ -15,8 +15,12 @@ import orjson
 import pytest
 
 from scanner.app import Pipeline
+from scanner.config import Settings
 from scanner.config_web import parse_web
 from scanner.sim.server import SimCluster
+from scanner.sinks.http import HttpEndpoint
+from scanner.sinks.metrics import Metrics
+from scanner.web import WebView
 from tests.faults.infra_helpers import SYMBOL, WALKING, set_open
 from tests.pipeline_helpers import running, settings_for
 
@@ -94,3 +98,22 @@ async def web_pipeline(redis_url: str, cache: Path, web: dict[str, Any] | None =
             settings = replace(settings, web=parse_web(web))
         async with running(settings) as p:
             yield Running(sims, p, f"http://127.0.0.1:{p.http.port}")
+
+
+@asynccontextmanager
+async def view_alone(settings: Settings,
+                     feed_in_process: bool) -> AsyncIterator[tuple[WebView, str, asyncio.Task[None]]]:
+    """A web view of ``settings`` on its own HTTP endpoint (no pipeline in this process): the view, its base
+    URL and its running task; stopped (within 10 s) and the endpoint closed after the block."""
+    view = WebView(settings, Metrics(), feed_in_process=feed_in_process)
+    http = HttpEndpoint(Metrics(), "127.0.0.1", 0)
+    http.add_routes(view.routes)
+    await http.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(view.run(stop))
+    try:
+        yield view, f"http://127.0.0.1:{http.port}", task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await http.stop()
