@@ -41,6 +41,9 @@ QueuedRecord = tuple[int, str, int, Any, Any]  # kind, conn, ns, payload, url (h
 # Encoding holds the GIL: the writer thread lets go of it every this many records, so the event loop
 # waits at most ~0.1 ms for it during a flush instead of the interpreter's 5 ms switch interval.
 YIELD_EVERY = 32
+# records waiting for the writer thread, per file: past this (a disk that stalls rather than fails) the
+# recording stops with an error instead of growing memory without bound (~40 s of a 5,000 frames/s venue)
+MAX_QUEUED = 200_000
 # query parameters whose values never reach a capture file (KuCoin's connect token, signed URLs)
 SECRET_PARAMS = frozenset({"token", "signature", "sign", "apikey", "api_key", "key", "secret", "passphrase"})
 
@@ -101,8 +104,10 @@ class VenueCapture:
     """One venue's capture file: the tap a collector reports to (event loop side) plus the file
     state the writer thread owns."""
 
-    def __init__(self, path: Path, exchange: str, fh: Any, level: int) -> None:
+    def __init__(self, path: Path, exchange: str, fh: Any, level: int,
+                 fail: Callable[[str], None] | None = None) -> None:
         self.path, self.exchange = path, exchange
+        self._fail = fail  # the writer's error report (stops the recording)
         self.stats = FileStats(path)
         self.queue: deque[QueuedRecord] = deque()
         self._fh = fh  # raw (unbuffered) binary file
@@ -111,6 +116,7 @@ class VenueCapture:
         self._connects = 0
         self._http = f"{exchange}.http"
         self.failed = False  # a write failed: later records are dropped (the writer has reported it)
+        self.full = False  # MAX_QUEUED reached: later frames are refused (reported; the queue is still written)
 
     # -- FrameTap (event loop) ---------------------------------------------------------------------
     def on_connect(self, conn: Connection, addr: str) -> None:
@@ -122,7 +128,20 @@ class VenueCapture:
         self.queue.append((_SEND, self._name(conn), time.time_ns(), text, None))
 
     def on_recv(self, conn: Connection, payload: bytes, recv_ns: int) -> None:
-        self.queue.append((_RECV, self._names.get(conn.shard) or self._name(conn), recv_ns, payload, None))
+        q = self.queue
+        if len(q) >= MAX_QUEUED or self.full:
+            self._behind()
+            return
+        q.append((_RECV, self._names.get(conn.shard) or self._name(conn), recv_ns, payload, None))
+
+    def _behind(self) -> None:
+        """The writer thread has not kept up: refuse this frame and every later one (the file stays a true
+        prefix of the traffic; what is queued is still written); report it once, which stops the recording."""
+        if not self.full:
+            self.full = True
+            if self._fail is not None:
+                self._fail(f"{self.path}: the writer fell {len(self.queue):,} records behind (is the disk "
+                           f"stalled?); recording stopped")
 
     def on_http(self, url: str, body: bytes, recv_ns: int) -> None:
         self.queue.append((_HTTP, self._http, recv_ns, body, url))
@@ -181,7 +200,7 @@ class CaptureWriter:
     def __init__(self, out_dir: Path, flush_s: float = 0.5, level: int = 3,
                  on_error: Callable[[str], None] | None = None) -> None:
         self.out_dir, self.flush_s, self.level = out_dir, flush_s, level
-        self.on_error = on_error  # called once, from the writer thread, with the first error's message
+        self.on_error = on_error  # called once with the first error's message (writer thread, or loop on overflow)
         self.files: dict[str, VenueCapture] = {}
         self.error: str | None = None
         self.flushed = threading.Condition()  # notified after every flush cycle (tests wait on it)
@@ -217,7 +236,7 @@ class CaptureWriter:
         except OSError as exc:
             raise CaptureWriteError(f"cannot create {path}: {_why(exc)}") from None
         exchange = venue.upper()
-        cap = VenueCapture(path, exchange, fh, self.level)
+        cap = VenueCapture(path, exchange, fh, self.level, self._fail)
         header = {"t": "header", "format": FORMAT, "exchange": exchange, "config": {channel: list(symbols)},
                   "recorded": time.time(), "venue": venue, "channel": channel, "symbols": dict(symbols),
                   "scanner": __version__, "ns": True, **(extra or {})}

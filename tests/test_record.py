@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import orjson
 import pytest
 import zstandard
 
-from scanner import cli
+from scanner import capture_writer, cli
 from scanner.bench.record import bench_file, load_frames
 from scanner.capture import Connect, Header, Http, Recv, Send, read_cryptofeed
 from scanner.capture_writer import CaptureWriteError, CaptureWriter, redact_url
@@ -251,6 +252,24 @@ def test_existing_capture_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(CaptureWriteError, match="already exists"):
         CaptureWriter(tmp_path).open_venue("okx", "books", {"BTC-USDT": "BTC/USDT"})
     assert (tmp_path / "okx.jsonl.zst").read_bytes() == before
+
+
+def test_a_writer_that_falls_behind_stops_the_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that stalls instead of failing: the queue stops at MAX_QUEUED, the error is reported once (which
+    stops the recording), later frames are refused, and what was queued is still written: a true prefix."""
+    monkeypatch.setattr(capture_writer, "MAX_QUEUED", 50)
+    errors: list[str] = []
+    w = CaptureWriter(tmp_path, on_error=errors.append)  # thread not started: nothing is flushed meanwhile
+    cap = w.open_venue("okx", "books", {"BTC-USDT": "BTC/USDT"})
+    conn = types.SimpleNamespace(shard=0)
+    for i in range(80):
+        cap.on_recv(conn, f'{{"n":{i}}}'.encode(), 1_700_000_000_000_000_000 + i)  # type: ignore[arg-type]
+    assert len(cap.queue) == 50 and cap.full
+    assert len(errors) == 1 and "fell 50 records behind" in errors[0] and w.error == errors[0]
+    with pytest.raises(CaptureWriteError, match="fell 50 records behind"):
+        w.close()
+    frames = [r for r in read_cryptofeed(tmp_path / "okx.jsonl.zst") if isinstance(r, Recv)]
+    assert [orjson.loads(f.data)["n"] for f in frames] == list(range(50))
 
 
 async def test_disk_full_stops_the_recording_with_an_error(tmp_path: Path, market_cache: Path) -> None:
