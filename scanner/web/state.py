@@ -139,20 +139,17 @@ def samples(collector: Collector, name: str) -> Iterator[tuple[dict[str, str], f
 
 
 def net_spreads(metrics: Metrics) -> dict[SeriesKey, float]:
-    out: dict[SeriesKey, float] = {}
-    for labels, value in samples(metrics.spread_net, "scanner_spread_net_bps"):
-        if math.isfinite(value):
-            out[(labels["symbol"], labels["buy_venue"], labels["sell_venue"])] = value
-    return out
+    """The detector's net spread gauges, read from the family's own dict (labels: symbol, buy, sell venue)."""
+    return {k: v for k, v in metrics.spread_net.values.copy().items()  # copy(): atomic under the GIL
+            if math.isfinite(v) and len(k) == 3}
 
 
 def refusals(metrics: Metrics) -> list[dict[str, Any]]:
     """Refusal counts by reason (largest first), each with its per-venue split."""
     by: dict[str, dict[str, float]] = {}
-    for labels, value in samples(metrics.refusals, "scanner_refusals_total"):
-        venues = by.setdefault(labels["reason"], {})
-        venue = labels["venue"] or "-"
-        venues[venue] = venues.get(venue, 0.0) + value
+    for (reason, venue), value in metrics.refusals.values.copy().items():
+        venues = by.setdefault(reason, {})
+        venues[venue or "-"] = venues.get(venue or "-", 0.0) + value
     rows = [{"reason": r, "count": int(sum(v.values())), "venues": {k: int(c) for k, c in sorted(v.items())}}
             for r, v in by.items()]
     return sorted(rows, key=lambda r: (-int(r["count"]), str(r["reason"])))
