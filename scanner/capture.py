@@ -107,6 +107,11 @@ def ts_to_ns(ts: float) -> int:
     return round(ts * 1_000_000) * 1000
 
 
+def record_ns(rec: Connect | Send | Recv | Http) -> int:
+    """A record's receive time in ns: its exact ``ns`` (``scanner record``), else its ``ts``."""
+    return rec.ns or ts_to_ns(rec.ts)
+
+
 def _open_binary(path: str | Path) -> IO[bytes]:
     """Open ``path`` for reading, transparently decompressing zstd."""
     fh = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it

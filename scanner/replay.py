@@ -36,7 +36,7 @@ import orjson
 
 from scanner.book.errors import BookError, ParseError
 from scanner.book.sync import SyncedBook
-from scanner.capture import Connect, Http, Recv, detect_format, read_cryptofeed, read_lines, ts_to_ns
+from scanner.capture import Connect, Http, Recv, detect_format, read_cryptofeed, read_lines, record_ns
 from scanner.markets import Market, shipped_markets_dir
 from scanner.model import BookMsg, Control
 from scanner.venues import VENUES
@@ -220,7 +220,7 @@ def segments(events: Iterable[Recv | RestSnapshot]) -> list[Segment]:
             out.append(ev)
         else:
             datas.append(ev.data)
-            stamps.append(ts_to_ns(ev.ts))
+            stamps.append(record_ns(ev))
     if datas:
         out.append((datas, stamps))
     return out
@@ -275,12 +275,12 @@ def capture_events(venue: str, path: str | Path) -> list[Recv | RestSnapshot]:
         elif isinstance(rec, Http):
             inst = snapshot_inst(spec, rec.url)
             if inst is not None:
-                snaps.append(RestSnapshot(inst, rec.data.encode(), ts_to_ns(rec.ts)))
+                snaps.append(RestSnapshot(inst, rec.data.encode(), record_ns(rec)))
     snaps.sort(key=lambda s: s.recv_ns)
     events: list[Recv | RestSnapshot] = []
     i = 0
     for fr in frames:
-        ns = ts_to_ns(fr.ts)
+        ns = record_ns(fr)
         while i < len(snaps) and snaps[i].recv_ns <= ns:
             events.append(snaps[i])
             i += 1
@@ -345,7 +345,7 @@ def count_levels(venue: str, channel: str, path: Path) -> int:
                     continue
                 n += len(snap.bids) + len(snap.asks)
         else:
-            frame(ev.data, ts_to_ns(ev.ts))
+            frame(ev.data, record_ns(ev))
     return n
 
 

@@ -1,10 +1,12 @@
 """Captures as backtest sources: which venue and channel a capture is, its instrument -> symbol map, and
 its records as a stream of (receive ns, frame or REST snapshot) sorted by receive time.
 
-A capture interleaves its connections in blocks (the shared recordings jump back in time by up to 40 s
-between blocks), but each connection's records are in receive order. So a capture is read in one streaming
-pass to learn its connections, then each relevant connection is streamed on its own (the file reopened)
-and the connections are merged by receive time with :func:`heapq.merge`: nothing is loaded whole.
+A capture made by ``scanner record`` (header ``"ns": true``) is in receive order as a whole: the recorder
+appends every record from the one event loop as it arrives, so it is streamed in one pass. The cryptofeed
+sample captures interleave their connections in blocks (the shared recordings jump back in time by up to
+40 s between blocks), but each connection's records are in receive order: such a capture is read once to
+learn its connections, then each relevant connection is streamed on its own (the file reopened) and the
+connections are merged by receive time with :func:`heapq.merge`. Nothing is loaded whole.
 
 The receive time is the record's ``ns`` (captures made by ``scanner record``) or its ``ts`` in ns.
 A capture made by ``scanner record`` names its ``venue``, ``channel`` and ``symbols`` (instrument ->
@@ -22,8 +24,10 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 
+import zstandard
+
 from scanner.bench.recordings import RECORDINGS
-from scanner.capture import CaptureError, Connect, Header, Http, Recv, read_cryptofeed, ts_to_ns
+from scanner.capture import CaptureError, Connect, Header, Http, Recv, read_cryptofeed, record_ns
 from scanner.replay import cached_markets, snapshot_inst
 from scanner.venues import VENUES
 
@@ -54,6 +58,7 @@ class Source:
     symbols: dict[str, str] = field(default_factory=dict)  # instrument -> unified symbol, as far as known
     fallback: dict[str, str] = field(default_factory=dict)  # the capture's own symbols, see fallback_symbols
     unmapped: set[str] = field(default_factory=set)  # instruments seen that map to no symbol
+    in_order: bool = False  # the whole file is in receive order (scanner record): one pass, no per-connection merge
 
     @property
     def name(self) -> str:
@@ -104,11 +109,10 @@ def open_source(path: Path, venue_map: dict[str, str], channels: dict[str, str])
         raise SourceError(f"{path}: not a capture: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"{path}: cannot read: {exc}") from None
-    except Exception as exc:  # zstandard raises its own ZstdError on a damaged file
-        if type(exc).__name__ == "ZstdError":
-            raise SourceError(f"{path}: damaged zstd data: {exc}") from None
-        raise
-    return Source(path, venue, channel, rest + frames, symbol_map(venue, header), fallback_symbols(header))
+    except zstandard.ZstdError as exc:
+        raise SourceError(f"{path}: damaged zstd data: {exc}") from None
+    return Source(path, venue, channel, rest + frames, symbol_map(venue, header), fallback_symbols(header),
+                  in_order=header.extra.get("ns") is True)
 
 
 def _venue_channel(path: Path, header: Header, venue_map: dict[str, str],
@@ -181,20 +185,22 @@ def resolve(source: Source, inst: str) -> str | None:
     return sym
 
 
-def _conn_events(path: Path, conn: str, venue: str) -> Iterator[Event]:
+def _conn_events(path: Path, conns: set[str], venue: str) -> Iterator[Event]:
+    """The frames and REST snapshots of ``conns``, in file order."""
     spec = VENUES[venue]
     for rec in read_cryptofeed(path):
-        if isinstance(rec, Header) or rec.conn != conn:
+        if isinstance(rec, Header) or rec.conn not in conns:
             continue
-        ns = getattr(rec, "ns", None) or ts_to_ns(rec.ts)
         if isinstance(rec, Recv):
-            yield ns, rec.data, None
+            yield record_ns(rec), rec.data, None
         elif isinstance(rec, Http):
             inst = snapshot_inst(spec, rec.url)
             if inst is not None:
-                yield ns, rec.data.encode(), inst
+                yield record_ns(rec), rec.data.encode(), inst
 
 
 def events(source: Source) -> Iterator[Event]:
     """The source's frames and REST snapshots in receive order (ties: the earlier connection first)."""
-    return heapq.merge(*(_conn_events(source.path, c, source.venue) for c in source.conns), key=itemgetter(0))
+    if source.in_order:
+        return _conn_events(source.path, set(source.conns), source.venue)
+    return heapq.merge(*(_conn_events(source.path, {c}, source.venue) for c in source.conns), key=itemgetter(0))
