@@ -27,7 +27,7 @@ from scanner.replay import replay_capture, snapshot_inst
 from scanner.sim.server import SimCluster
 from scanner.venues import VENUES
 from tests.faults.infra_helpers import set_open
-from tests.pipeline_helpers import next_opportunities, settings_for, until
+from tests.pipeline_helpers import settings_for, until, until_event
 from tests.record_helpers import recording, started
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -122,11 +122,8 @@ async def test_record_with_pipeline_finds_opportunities(tmp_path: Path, market_c
                 assert rec.pipeline is not None and set(rec.collectors) == {"okx", "binance"}
                 assert rec.pipeline.collectors["okx"].tap is rec.writer.files["okx"]
                 set_open(sims, True)
-                got: list[dict[str, Any]] = []
-                deadline = asyncio.get_running_loop().time() + 20
-                while not any(o["event"] == "open" for o in got) and asyncio.get_running_loop().time() < deadline:
-                    got += [o for _, o in await next_opportunities(r, "0", wait_s=1)]
-                assert any(o["event"] == "open" for o in got), got
+                got = await until_event(r, "0", "open")  # fails the test after 20 s without one
+                assert got[-1][1]["buy_venue"] == "okx" and got[-1][1]["sell_venue"] == "binance"
         finally:
             await r.aclose()
     for venue in ("okx", "binance"):
