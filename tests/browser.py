@@ -9,6 +9,7 @@ import base64
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -19,6 +20,9 @@ import aiohttp
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+DEVTOOLS_LINE = re.compile(r"DevTools listening on ws://[^:/]+:(\d+)/")
 
 
 class CdpError(RuntimeError):
@@ -37,6 +41,7 @@ class Browser:
         self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._events: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Browser:
         try:
@@ -58,9 +63,9 @@ class Browser:
             exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
             "--no-default-browser-check", "--disable-extensions", "--remote-debugging-port=0",
             f"--user-data-dir={self.profile}", f"--window-size={self.width},{self.height}", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             start_new_session=True)  # its own process group: close() ends the renderer and helpers with it
-        port = await self._devtools_port(deadline_s)
+        port = await asyncio.wait_for(self._devtools_port(), deadline_s)
         self.http = aiohttp.ClientSession()
         async with self.http.get(f"http://127.0.0.1:{port}/json") as resp:
             targets = await resp.json()
@@ -73,21 +78,19 @@ class Browser:
         await self.call("Emulation.setDeviceMetricsOverride",
                         {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
 
-    async def _devtools_port(self, deadline_s: float) -> int:
-        """The port Chromium chose, from ``<profile>/DevToolsActivePort`` (first line); waits for the file."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + deadline_s
-        path = self.profile / "DevToolsActivePort"
-        while True:
-            if path.exists():
-                first = path.read_text().split("\n", 1)[0].strip()
-                if first.isdigit():
-                    return int(first)
-            if self.proc is not None and self.proc.returncode is not None:
-                raise CdpError(f"chromium exited with {self.proc.returncode} before opening DevTools")
-            if loop.time() > deadline:
-                raise CdpError(f"chromium wrote no {path} within {deadline_s}s")
-            await asyncio.sleep(0.05)  # polling a file Chromium writes: there is nothing to wait on
+    async def _devtools_port(self) -> int:
+        """The port Chromium chose: it prints ``DevTools listening on ws://127.0.0.1:<port>/...`` on stderr.
+        The rest of stderr is then drained (and dropped) so that the browser never blocks on a full pipe."""
+        assert self.proc is not None and self.proc.stderr is not None
+        err = self.proc.stderr
+        seen: list[str] = []
+        while line := (await err.readline()).decode(errors="replace"):
+            m = DEVTOOLS_LINE.search(line)
+            if m:
+                self._drain = asyncio.create_task(_drain(err))
+                return int(m.group(1))
+            seen.append(line.strip())
+        raise CdpError(f"chromium exited ({await self.proc.wait()}) before opening DevTools: {' | '.join(seen[-5:])}")
 
     async def _read(self) -> None:
         assert self.ws is not None
@@ -150,6 +153,8 @@ class Browser:
                 await self._reader
         if self.http is not None:
             await self.http.close()
+        if self._drain is not None:
+            self._drain.cancel()
         if self.proc is not None:
             self._signal(signal.SIGTERM)
             try:
@@ -163,6 +168,11 @@ class Browser:
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
 
 def _write(path: Path, data: bytes) -> None:
