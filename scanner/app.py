@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from scanner import config as config_mod
 from scanner.config import ConfigError, Settings
-from scanner.detect.detector import SpreadDetector
+from scanner.detect.detector import detector_for
 from scanner.detect.runner import run_detector
 from scanner.fee_describe import describe_fees
 from scanner.feed.collector import BookSink, VenueCollector
@@ -60,10 +60,7 @@ class Pipeline:
         self.collectors: dict[str, VenueCollector] = {}
         self.ccxt_collectors: dict[str, CcxtProCollector] = {}  # the ccxtpro:<id> long tail
         self.tap_factory: Callable[[VenueCollector], FrameTap] | None = None  # scanner record --with-pipeline
-        fees = {v.name: v.taker_fee for v in settings.venues.values()}
-        fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
-        self.detector = SpreadDetector(fees, settings.detector, self.metrics, transfer_build.build_checker(settings),
-                                       fee_model=settings.fees.model())
+        self.detector = detector_for(settings, self.metrics)
         self.sink = OpportunitySink(settings.redis, self.metrics, latency_samples)
         self.webhooks = webhook_dispatcher(self.redis, settings, self.metrics) if DETECT in roles else None
         self.started = asyncio.Event()

@@ -24,14 +24,13 @@ from scanner.backtest.sources import Event, Source, events, resolve
 from scanner.book.errors import BookError, ParseError
 from scanner.book.sync import SyncedBook
 from scanner.config import Settings
-from scanner.detect.detector import SpreadDetector, unusable_reason
+from scanner.detect.detector import SpreadDetector, detector_for, unusable_reason
 from scanner.detect.lifecycle import opportunity_id
 from scanner.detect.spread import fmt
 from scanner.model import BookMsg, Control, Opportunity, evolve
 from scanner.replay import Replayer
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView, levels_of, view_of
-from scanner.transfer import build as transfer_build
 
 POLL_NS = 100_000_000  # the live runner polls at least this often
 SAMPLE_NS = 1_000_000_000  # spread samples: at most one per symbol per recorded second
@@ -75,14 +74,6 @@ class BacktestResult:
 
     def closed(self) -> list[Opportunity]:
         return [e for e in self.events if e.event == "close"]
-
-
-def build_detector(settings: Settings, metrics: Metrics | None = None) -> SpreadDetector:
-    """The detector ``scanner run`` builds (scanner/app.py ``Pipeline``): fees, thresholds, transfer rules."""
-    fees = {v.name: v.taker_fee for v in settings.venues.values()}
-    fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
-    return SpreadDetector(fees, settings.detector, metrics or Metrics(), transfer_build.build_checker(settings),
-                          fee_model=settings.fees.model())
 
 
 class _Venue:
@@ -168,8 +159,9 @@ def _tagged(i: int, it: Iterator[Event]) -> Iterator[tuple[int, int, str | bytes
 
 def run(settings: Settings, sources: list[Source], *, keep_timeline: bool = False,
         detector: SpreadDetector | None = None) -> BacktestResult:
-    """Replay ``sources`` together through ``settings``' detector (made by :func:`build_detector` unless given)."""
-    det = detector or build_detector(settings)
+    """Replay ``sources`` together through ``settings``' detector (the one ``scanner run`` builds,
+    :func:`~scanner.detect.detector.detector_for`, unless given)."""
+    det = detector or detector_for(settings, Metrics())
     depth = settings.redis.book_depth
     venues = [_Venue(s, depth) for s in sources]
     merged = heapq.merge(*(_tagged(i, events(s)) for i, s in enumerate(sources)), key=itemgetter(0))

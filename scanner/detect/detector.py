@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 
-from scanner.config import DetectorSettings
+from scanner.config import DetectorSettings, Settings
 from scanner.detect import crossquote
 from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, walk
@@ -28,6 +28,7 @@ from scanner.fees import FeeModel, PairFees
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
+from scanner.transfer.build import build_checker
 from scanner.transfer.route import TransferChecker, no_transfer_data
 
 POLL_INTERVAL_NS = 100_000_000  # poll() does its work at most this often
@@ -368,3 +369,11 @@ def _age_ms(v: BookView, now_ns: int) -> float:
     if v.exch_ms:
         return max(0.0, now_ns / 1e6 - v.exch_ms)
     return max(0.0, (now_ns - v.recv_ns) / 1e6)
+
+
+def detector_for(settings: Settings, metrics: Metrics) -> SpreadDetector:
+    """The detector ``settings`` describe: every venue's taker fee, the thresholds, the transfer rules and the
+    fee model. ``scanner run``/``detect`` and ``scanner backtest`` build theirs here, so both judge alike."""
+    fees = {v.name: v.taker_fee for v in settings.venues.values()}
+    fees.update({v.name: v.taker_fee for v in settings.ccxt_venues.values()})
+    return SpreadDetector(fees, settings.detector, metrics, build_checker(settings), fee_model=settings.fees.model())
