@@ -3,17 +3,25 @@
 Collectors call :meth:`BookStore.mark` from the receive path (no I/O, no await). A writer
 task takes every book marked since its last pass, serialises each once and sends one
 pipeline (``SET key payload PX ttl`` + ``PUBLISH``) on its own :class:`RespConnection`. Many
-updates to one book between two passes cost one write. If Redis is away the marks are kept (newest wins), the books stay
-in memory, errors are counted and the writer retries with backoff; nothing raises.
+updates to one book between two passes cost one write. Passes do not wait for the one before to be
+acknowledged: up to ``MAX_IN_FLIGHT`` are on the wire at once (replies come back in order), so a book
+marked while Redis answers is written, and handed to the in-process listeners, on the next loop turn
+instead of one round trip later. If Redis is away the marks are kept (newest wins), the books stay in
+memory, errors are counted and the writer retries with backoff; nothing raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from scanner.aio import wait_stop
@@ -25,8 +33,21 @@ from scanner.store.schema import INTEGRITY_NATIVE, BookView, book_key, encode_le
 
 log = logging.getLogger(__name__)
 
+MAX_IN_FLIGHT = 16  # passes sent and not yet acknowledged; beyond it the writer waits for the oldest
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0  # backoff between attempts while Redis is away
+
+Batch = dict[tuple[str, str], L2Book | None]
+Stamps = list[tuple[str, str, int, int]]
 # (venue, symbol, seq, recv_ns) of each valid book in a pass, and when Redis acknowledged the pass (ns)
-WrittenHook = Callable[[list[tuple[str, str, int, int]], int], None]
+WrittenHook = Callable[[Stamps, int], None]
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One pass on the wire: its books (to mark again if it fails) and the future of Redis's replies."""
+    batch: Batch
+    stamps: Stamps | None
+    fut: asyncio.Future[list[Any]]
 
 
 class BookStore:
@@ -35,8 +56,11 @@ class BookStore:
     def __init__(self, settings: RedisSettings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
         self.conn = RespConnection(settings.url)  # the hot path: see scanner/store/resp.py
-        self._dirty: dict[tuple[str, str], L2Book | None] = {}
+        self._dirty: Batch = {}
         self._wake = asyncio.Event()
+        self._in_flight: deque[_Pass] = deque()  # oldest first, as Redis answers them
+        self._failed: BaseException | None = None  # a pass failed since the writer last looked
+        self._delay = RETRY_FIRST_S
         self.writes = 0
         self.failures = 0
         self.healthy = True
@@ -74,35 +98,41 @@ class BookStore:
             watcher.cancel()
 
     async def _run(self, stop: asyncio.Event) -> None:
-        delay = 0.05
         while True:
+            if self._failed is not None:  # a pass failed: its books are marked again; back off, then retry
+                exc, self._failed = self._failed, None
+                if self.healthy:
+                    log.error("redis: book writes failing (%s); keeping books in memory and retrying", exc)
+                self.healthy = False
+                self.metrics.store_backlog.set(len(self._dirty))
+                if stop.is_set():
+                    await self._drain()
+                    return
+                await wait_stop(stop, self._delay)
+                self._delay = min(self._delay * 2, RETRY_MAX_S)
+                continue
             if not self._dirty:
                 if stop.is_set():
-                    return
+                    await self._drain()  # every pass answered (or failed) before the writer ends
+                    if self._failed is None and not self._dirty:
+                        return
+                    continue
                 self._wake.clear()  # nothing is dirty: any wake-up so far is spent
                 await self._wake.wait()
+                continue
+            if len(self._in_flight) >= MAX_IN_FLIGHT:  # Redis is behind: let marks coalesce meanwhile
+                await asyncio.wait([self._in_flight[0].fut])
                 continue
             self._wake.clear()
             batch, self._dirty = self._dirty, {}
             try:
                 await self._write(batch)
-            except (RedisError, OSError) as exc:
-                self.failures += 1
-                self.metrics.redis_errors.labels("book_store").inc()
-                if self.healthy:
-                    log.error("redis: book writes failing (%s); keeping books in memory and retrying", exc)
-                self.healthy = False
-                for k, v in batch.items():  # keep marks made meanwhile: they are newer
-                    self._dirty.setdefault(k, v)
-                self.metrics.store_backlog.set(len(self._dirty))
-                if stop.is_set():
-                    return
-                await wait_stop(stop, delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if not self.healthy:
-                log.warning("redis: book writes recovered")
-            self.healthy, delay = True, 0.05
+            except (RedisError, OSError) as exc:  # not connected and could not connect, or an error reply
+                self._failure(batch, exc, [])  # the newest pass: none on the wire is newer
+
+    async def _drain(self) -> None:
+        while self._in_flight:
+            await asyncio.wait([self._in_flight[-1].fut])  # replies come in order: the newest settles last
 
     def _notify(self, views: list[BookView]) -> None:
         for listener in self.listeners:
@@ -111,7 +141,9 @@ class BookStore:
             except Exception:  # a consumer's bug must not stop the book writes
                 log.exception("book store: a local listener failed on %d books", len(views))
 
-    async def _write(self, batch: dict[tuple[str, str], L2Book | None]) -> None:
+    async def _write(self, batch: Batch) -> None:
+        """Send one pass. Connected: written now, handed to the listeners, settled by :meth:`_settled` when
+        Redis answers. Not connected: connect, write and wait for the replies (raises if that fails)."""
         s = self.settings
         now = time.time_ns()
         integrity, key_ttl, channel = self.integrity, s.book_ttl_ms, s.channel
@@ -126,19 +158,53 @@ class BookStore:
             commands.append(("PUBLISH", channel, payload))
             if listening:
                 views.append(view_of(venue, symbol, book, bids, asks, label))
-        hook = self.on_written
-        # taken before the await: the books are live objects that keep changing meanwhile
-        stamps = None if hook is None else [(v, sym, b.seq, b.recv_ns) for (v, sym), b in batch.items()
-                                        if b is not None]
-        sent = self.conn.send(commands) if self.listeners else None
+        # taken now: the books are live objects that keep changing while the pass is on the wire
+        stamps = None if self.on_written is None else [(v, sym, b.seq, b.recv_ns) for (v, sym), b in batch.items()
+                                                      if b is not None]
+        sent = self.conn.send(commands)
         if sent is None:
-            await self.conn.execute(commands)  # connects first if needed
+            await self.conn.execute(commands)  # connects first if needed; raises on an error reply
             self._notify(views)
+            self._written(batch, stamps)
+            return
+        self._notify(views)  # on its way to Redis: listeners need not wait for the round trip
+        self._in_flight.append(_Pass(batch, stamps, sent))
+        sent.add_done_callback(self._settled)
+
+    def _settled(self, fut: asyncio.Future[list[Any]]) -> None:
+        """Redis answered a pass (or the connection failed it). Passes settle oldest first."""
+        i = next(i for i, p in enumerate(self._in_flight) if p.fut is fut)
+        done = self._in_flight[i]
+        del self._in_flight[i]  # i is 0 unless a pass was cancelled: the passes after it are the newer ones
+        if fut.cancelled():
+            exc: BaseException | None = RedisConnectionError("book write cancelled")
         else:
-            self._notify(views)  # on its way to Redis: listeners need not wait for the round trip
-            for reply in await sent:
-                if isinstance(reply, ResponseError):
-                    raise reply
+            exc = fut.exception()
+            if exc is None:
+                exc = next((r for r in fut.result() if isinstance(r, ResponseError)), None)
+        if exc is None:
+            self._written(done.batch, done.stamps)
+        else:
+            self._failure(done.batch, exc, list(itertools.islice(self._in_flight, i, None)))
+
+    def _failure(self, batch: Batch, exc: BaseException, newer_passes: list[_Pass]) -> None:
+        """Mark a failed pass's books again, unless a newer mark or a newer pass still on the wire holds them
+        (that one is written, or marks its own books again if it fails too), and wake the writer."""
+        self.failures += 1
+        self.metrics.redis_errors.labels("book_store").inc()
+        newer = {k for p in newer_passes for k in p.batch}
+        for k, v in batch.items():
+            if k not in newer:
+                self._dirty.setdefault(k, v)
+        if self._failed is None:
+            self._failed = exc
+        self._wake.set()
+
+    def _written(self, batch: Batch, stamps: Stamps | None) -> None:
+        if not self.healthy:
+            log.warning("redis: book writes recovered")
+        self.healthy, self._delay = True, RETRY_FIRST_S
+        hook = self.on_written
         if hook is not None and stamps is not None:
             hook(stamps, time.time_ns())
         self.writes += len(batch)
