@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from decimal import Decimal
 
@@ -41,9 +42,15 @@ def test_metrics_from_the_hot_path_render_like_prometheus_client() -> None:
     gross = m.registry.get_sample_value("scanner_spread_gross_bps",
                                         {"symbol": "S/USDT", "buy_venue": "v0", "sell_venue": "v1"})
     assert gross is not None and 47.9 < gross < 48.1  # v1 is 50 bps dearer, less two 1 bp half-spreads
-    m.spread_net.labels("S/USDT", "v0", "v1").set(-3.5)
+    net = m.registry.get_sample_value("scanner_spread_net_bps",
+                                      {"symbol": "S/USDT", "buy_venue": "v0", "sell_venue": "v1"})
+    assert net is not None and 27.9 < net < 28.1  # the same less two 10 bp taker fees
+    reverse = m.registry.get_sample_value("scanner_spread_net_bps",
+                                          {"symbol": "S/USDT", "buy_venue": "v1", "sell_venue": "v0"})
+    assert reverse is not None and -72.1 < reverse < -67.9  # both gauges come from the detector at scrape time
+    m.spread_net.labels("X/USDT", "v0", "v1").set(-3.5)  # the child API next to the detector's series
     assert m.registry.get_sample_value("scanner_spread_net_bps",
-                                       {"symbol": "S/USDT", "buy_venue": "v0", "sell_venue": "v1"}) == -3.5
+                                       {"symbol": "X/USDT", "buy_venue": "v0", "sell_venue": "v1"}) == -3.5
     with pytest.raises(ValueError):
         m.refusals.labels("only_one_label")
     with pytest.raises(ValueError):
@@ -82,3 +89,41 @@ def test_decode_book_keeps_strings_and_stringifies_other_scalars() -> None:
     for bad in ({**payload, "bids": [["1", "2", "3"]]}, {**payload, "asks": None}, {**payload, "bids": [["x", "1"]]}):
         with pytest.raises(ValueError):
             decode_book(orjson.dumps(bad))
+
+
+def test_an_open_pair_still_closes_after_the_fee_model_changes() -> None:
+    """The pre-screen looks a pair up in the tracker only while it is armed (passed the screen since it last
+    fell below it); specs rebuilt after a fee change must stay armed for a pair that is open."""
+    m = Metrics()
+    now = time.time_ns()
+    d = SpreadDetector({"v0": Decimal("0.001"), "v1": Decimal("0.001")},
+                       dataclasses.replace(settings(), min_duration_ms=0), m)
+    d.update(book(0, "S/USDT", 1, now), now)
+    opened = d.update(book(1, "S/USDT", 1, now), now + 1_000)
+    assert [o.event for o in opened] == ["open"]
+    d.fee_model.set_account("v0", {"S/USDT": (Decimal("0.001"), Decimal("0.001"))})  # same rates, new version
+    flat = book(0, "S/USDT", 1, now)  # v1 now quotes what v0 quotes: no spread left
+    flat = BookView("v1", "S/USDT", True, flat.bids, flat.asks, 0, now + 2_000, flat.best_bid, flat.best_ask)
+    closed = d.update(flat, now + 3_000)
+    assert [(o.event, o.buy_venue, o.sell_venue) for o in closed] == [("close", "v0", "v1")]
+    assert len(d.tracker) == 0
+
+
+def test_spread_gauges_follow_the_last_usable_books_and_below_fees_counts_every_evaluation() -> None:
+    m = Metrics()
+    now = time.time_ns()
+    d = SpreadDetector({"v0": Decimal("0.004"), "v1": Decimal("0.004")}, settings(), m)  # 80 bp of fees
+    labels = {"symbol": "S/USDT", "buy_venue": "v0", "sell_venue": "v1"}
+    d.update(book(0, "S/USDT", 1, now), now)
+    assert m.registry.get_sample_value("scanner_spread_net_bps", labels) is None  # one book: no pair yet
+    for k in range(3):
+        d.update(book(1, "S/USDT", 1, now + k), now + k)
+    gross = m.registry.get_sample_value("scanner_spread_gross_bps", labels)
+    net = m.registry.get_sample_value("scanner_spread_net_bps", labels)
+    assert gross is not None and 47.9 < gross < 48.1
+    assert net is not None and -32.2 < net < -31.8  # the 48 bp spread less two 40 bp fees
+    # three evaluations of v0 -> v1 with a positive gross spread the fees eat; v1 -> v0 has none
+    assert m.registry.get_sample_value("scanner_refusals_total", {"reason": "below_fees", "venue": "v0"}) == 3
+    assert m.registry.get_sample_value("scanner_refusals_total", {"reason": "below_fees", "venue": "v1"}) is None
+    d.update(BookView("v1", "S/USDT", False, [], [], 0, 0, 0.0, 0.0), now + 10)  # resyncing: not used
+    assert m.registry.get_sample_value("scanner_spread_gross_bps", labels) == gross  # its last usable book

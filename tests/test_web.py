@@ -144,7 +144,7 @@ async def test_state_shows_opportunity_spreads_health_and_refusals(redis_url: st
         assert float(row["net_bps"]) > 0 and float(row["size"]) > 0 and row["event"] in ("open", "update")
         assert row["transfer_status"] in ("open", "closed", "unknown") and parse_id(row["stream_id"])
         line = next(x for x in st["spreads"]["series"] if (x["buy"], x["sell"]) == ("okx", "binance"))
-        gauge = run.pipeline.metrics.spread_net.values[(SYMBOL, "okx", "binance")]
+        gauge = run.pipeline.metrics.spread_net.snapshot()[(SYMBOL, "okx", "binance")]
         assert math.isclose(line["values"][-1], gauge, abs_tol=1e-3)
         assert len(line["values"]) == len(st["spreads"]["t"])
         # health: both venues connected, books valid, messages flowing
@@ -153,7 +153,7 @@ async def test_state_shows_opportunity_spreads_health_and_refusals(redis_url: st
         assert all(h["connected"] >= 1 and h["valid"] == h["books"] == 2 for h in health.values())
         # refusals: what the detector refused, by reason, as its metric counts them
         by_reason = {r["reason"]: r for r in st["refusals"]}
-        for (reason, venue), n in run.pipeline.metrics.refusals.values.copy().items():
+        for (reason, venue), n in run.pipeline.metrics.refusals.snapshot().items():
             assert by_reason[reason]["count"] >= int(n) and (venue or "-") in by_reason[reason]["venues"]
         run.pipeline.metrics.refusals.labels("test_reason", "okx").inc(3)
         st = await get_json(session, f"{run.base}/api/state")

@@ -203,7 +203,7 @@ def run(settings: Settings, sources: list[Source], *, keep_timeline: bool = Fals
     return BacktestResult(
         events=out, still_open=_still_open(det, last), venues=[v.stats() for v in venues],
         first_ns=max(first, 0), last_ns=max(last, 0), records=records, samples=samples, timeline=timeline,
-        refusals={k: v for k, v in det.metrics.refusals.values.items() if v},
+        refusals={k: v for k, v in det.metrics.refusals.snapshot().items() if v},
         unconfigured=sorted({s.venue for s in sources if s.venue not in fees}))
 
 

@@ -55,10 +55,16 @@ class SpreadDetector:
         self._cap_free_below = float(settings.max_notional_quote) / 1.01
         self._last_poll_ns = 0
         self._groups = {q: g for g in settings.quote_groups for q in g}  # quote -> its group
-        # the per-evaluation metric families' dicts, written directly (scanner/sinks/metrics.py, ScrapeFamily)
+        # the per-evaluation metric families' dicts, written directly (scanner/sinks/metrics.py, ScrapeFamily);
+        # the spread gauges and the pre-screen's below_fees counts are kept per pair and read at scrape time
         self._evals, self._refusals = metrics.evaluations.values, metrics.refusals.values
-        self._gross, self._net = metrics.spread_gross.values, metrics.spread_net.values
+        metrics.spread_gross.sources.append(self._gross_series)
+        metrics.spread_net.sources.append(self._net_series)
+        metrics.refusals.sources.append(self._below_fees_series)
+        self._screen = 1 + (self._min_net_bps - 0.01) / 1e4  # float pre-screen with a little slack (bps)
+        self._pairs: dict[Key, _PairSpec] = {}  # every directed pair of one symbol met so far
         self._specs: dict[tuple[str, str], dict[str, tuple[_PairSpec, _PairSpec]]] = {}
+        self._tops: dict[str, dict[str, BookView]] = {}  # symbol -> venue -> its last usable book (the gauges)
         self._fee_version = -1
 
     def update(self, view: BookView, now_ns: int) -> list[Opportunity]:
@@ -81,53 +87,42 @@ class SpreadDetector:
                 if other != view.venue:
                     self._drop_pair(view.symbol, view.venue, other, now_ns, trigger, out)
             return out
-        # The pre-screen of every pair is inlined here (most pairs stop at it: the fees eat the top-of-book
-        # spread); only pairs that pass it take the Decimal walk in _walk. Per (symbol, venue, other venue)
-        # the keys, fees and refusal keys are made once (_PairSpec); a book's usability is one comparison.
+        # The pre-screen of every pair is inlined here: most pairs stop at it (the fees eat the top-of-book
+        # spread) at the cost of one float comparison; only pairs that pass it take the Decimal walk in
+        # _walk. Per directed pair the key, fees, screen factors and counts live in one _PairSpec; a book's
+        # usability is one comparison. The spread gauges are computed from the books at scrape time.
         symbol, trigger_ns = view.symbol, view.recv_ns
-        tracker, live, gross_of, net_of, refusals = self.tracker, self.tracker.live, self._gross, self._net, \
-            self._refusals
+        self._tops.setdefault(symbol, {})[view.venue] = view
         specs_of = self._specs_for(symbol, view.venue)
-        screen = self._min_net_bps - 0.01  # float pre-screen with a little slack; the Decimal walk decides
-        evaluated, early = 0, self.early
+        ask, bid = view.best_ask, view.best_bid
+        evaluated = 0
         for other, ov in venues.items():
             specs = specs_of.get(other)
             if specs is None:
                 if other == view.venue or other not in self.fees:
                     continue
-                specs = specs_of[other] = _pair_specs(self.fee_model, symbol, view.venue, other)
+                specs = specs_of[other] = (self._pair(symbol, view.venue, other), self._pair(symbol, other, view.venue))
             if ov.good_until < now_ns and not self._usable(ov, now_ns):
                 self._drop_pair(symbol, view.venue, other, now_ns, trigger_ns, out)
                 continue
-            for spec, buy, sell in ((specs[0], view, ov), (specs[1], ov, view)):
-                ask, bid = buy.best_ask, sell.best_bid
-                gross = (bid - ask) / ask * 1e4
-                if spec.base:  # the buy fee comes out of the coins bought
-                    net = (bid * spec.keep * spec.down - ask) / ask * 1e4
-                else:
-                    cost = ask * spec.up
-                    net = (bid * spec.down - cost) / cost * 1e4
-                key = spec.key
-                gross_of[key] = gross
-                net_of[key] = net
-                evaluated += 1
-                if net < screen:
-                    if gross > 0:  # a spread exists, the fees eat it (gross <= 0 is no candidate at all)
-                        refusals[spec.below_fees] = refusals.get(spec.below_fees, 0.0) + 1.0
-                    if key in live:
-                        closed = tracker.drop(key, now_ns, trigger_ns)
-                        if closed is not None:
-                            out.append(closed)
-                    continue
-                opp = self._walk(buy, sell, key, spec.fees, now_ns, trigger_ns)
-                if opp is not None:
-                    if early is not None and opp.event != "close":
-                        if out:  # what came before it goes first
-                            early(out)
-                            out = []
-                        early([opp])
-                    else:
-                        out.append(opp)
+            evaluated += 2
+            here, there = specs
+            obid = ov.best_bid
+            if obid * here.sell_gain < ask * here.buy_cost:  # bought here, sold there: below the screen
+                if obid > ask:  # a spread exists, the fees eat it (no spread at all is no candidate)
+                    here.below += 1
+                if here.armed:
+                    self._disarm(here, now_ns, trigger_ns, out)
+            else:
+                out = self._passed(here, view, ov, now_ns, trigger_ns, out)
+            oask = ov.best_ask
+            if bid * there.sell_gain < oask * there.buy_cost:  # bought there, sold here
+                if bid > oask:
+                    there.below += 1
+                if there.armed:
+                    self._disarm(there, now_ns, trigger_ns, out)
+            else:
+                out = self._passed(there, ov, view, now_ns, trigger_ns, out)
         self._evals[()] += evaluated
         if self._groups:
             self._cross(view, now_ns, out)
@@ -161,6 +156,31 @@ class SpreadDetector:
             if closed is not None:
                 out.append(closed)
 
+    def _disarm(self, spec: _PairSpec, now_ns: int, trigger_ns: int, out: list[Opportunity]) -> None:
+        """A pair that passed the pre-screen before (so it may be a candidate or open) fell below it."""
+        spec.armed = False
+        closed = self.tracker.drop(spec.key, now_ns, trigger_ns)
+        if closed is not None:
+            out.append(closed)
+
+    def _passed(self, spec: _PairSpec, buy: BookView, sell: BookView, now_ns: int, trigger_ns: int,
+                out: list[Opportunity]) -> list[Opportunity]:
+        """A pair that passed the pre-screen: walk it. With ``early`` set, an open/update event is handed over
+        at once, after whatever came before it; returns the events still to emit with the update."""
+        spec.armed = True
+        opp = self._walk(buy, sell, spec.key, spec.fees, now_ns, trigger_ns)
+        if opp is None:
+            return out
+        early = self.early
+        if early is not None and opp.event != "close":
+            if out:  # what came before it goes first
+                early(out)
+                out = []
+            early([opp])
+        else:
+            out.append(opp)
+        return out
+
     def _refuse(self, reason: str, venue: str) -> None:
         """``scanner_refusals_total{reason, venue}`` + 1."""
         r, k = self._refusals, (reason, venue)
@@ -182,14 +202,48 @@ class SpreadDetector:
 
     def _specs_for(self, symbol: str, venue: str) -> dict[str, tuple[_PairSpec, _PairSpec]]:
         """Other venue -> the pair specs of (buy here, sell there) and (buy there, sell here); rebuilt when
-        the fee model changed (account rates fetched)."""
+        the fee model changed (account rates fetched), their counts carried over."""
         if self._fee_version != self.fee_model.version:
             self._fee_version = self.fee_model.version
             self._specs.clear()
+            for spec in self._pairs.values():  # the pre-screen's counts so far stay in the counter
+                if spec.below:
+                    self._refusals[spec.below_fees] = self._refusals.get(spec.below_fees, 0.0) + spec.below
+            self._pairs.clear()
         specs = self._specs.get((symbol, venue))
         if specs is None:
             specs = self._specs[(symbol, venue)] = {}
         return specs
+
+    def _pair(self, symbol: str, buy: str, sell: str) -> _PairSpec:
+        key = (symbol, buy, sell)
+        spec = self._pairs.get(key)
+        if spec is None:
+            spec = self._pairs[key] = _PairSpec(key, self.fee_model.pair(symbol, buy, sell), self._screen)
+            spec.armed = key in self.tracker.live  # rebuilt after a fee change while open
+        return spec
+
+    def _gross_series(self) -> list[tuple[Key, float]]:
+        """``scanner_spread_gross_bps`` of every pair whose books were both usable once: from the last usable
+        books, as the pre-screen computes it (bps of the buy price)."""
+        return [(key, (s.best_bid - b.best_ask) / b.best_ask * 1e4) for key, _, b, s in self._gauge_books()]
+
+    def _net_series(self) -> list[tuple[Key, float]]:
+        """``scanner_spread_net_bps``: the same after both taker fees (top of book)."""
+        return [(key, spec.net_bps(b.best_ask, s.best_bid)) for key, spec, b, s in self._gauge_books()]
+
+    def _gauge_books(self) -> list[tuple[Key, _PairSpec, BookView, BookView]]:
+        out = []
+        for key, spec in list(self._pairs.items()):
+            tops = self._tops.get(key[0])
+            if tops is not None:
+                b, s = tops.get(key[1]), tops.get(key[2])
+                if b is not None and s is not None:
+                    out.append((key, spec, b, s))
+        return out
+
+    def _below_fees_series(self) -> list[tuple[tuple[str, str], float]]:
+        return [(spec.below_fees, float(spec.below)) for spec in list(self._pairs.values()) if spec.below]
 
     def _walk(self, buy: BookView, sell: BookView, key: Key, pf: PairFees, now_ns: int,
               trigger_ns: int) -> Opportunity | None:
@@ -323,21 +377,31 @@ class SpreadDetector:
 
 
 class _PairSpec:
-    """One directed pair of one symbol, precomputed: its key, fees, the pre-screen's float factors (the
-    same operations as :func:`scanner.detect.spread.top_spread_bps`) and the ``below_fees`` refusal key."""
+    """One directed pair of one symbol: its key, fees, the pre-screen's float factors, the ``below_fees``
+    refusal key and count, and whether it passed the pre-screen since it last fell below it (``armed``:
+    only then can the tracker hold it, so only then is a pair below the screen looked up there).
 
-    __slots__ = ("base", "below_fees", "down", "fees", "keep", "key", "up")
+    Pre-screen: net bps >= ``min_net_bps`` - 0.01 with net as :func:`scanner.detect.spread.top_spread_bps`
+    computes it, rearranged to ``bid * sell_gain >= ask * buy_cost`` (ask and the factors are positive)."""
 
-    def __init__(self, key: Key, fees: PairFees) -> None:
+    __slots__ = ("armed", "base", "below", "below_fees", "buy_cost", "down", "fees", "keep", "key", "sell_gain",
+                 "up")
+
+    def __init__(self, key: Key, fees: PairFees, screen: float) -> None:
         self.key, self.fees, self.base = key, fees, fees.buy_fee_in_base
         self.up, self.down = 1 + fees.buy_f, 1 - fees.sell_f
         self.keep = 1 - fees.buy_f  # base-fee pairs: the share of the coins bought that is kept
+        self.sell_gain = self.keep * self.down if self.base else self.down
+        self.buy_cost = screen if self.base else self.up * screen
         self.below_fees = ("below_fees", key[1])
+        self.below = 0  # pre-screen refusals as below_fees, exported at scrape time
+        self.armed = False
 
-
-def _pair_specs(model: FeeModel, symbol: str, venue: str, other: str) -> tuple[_PairSpec, _PairSpec]:
-    return (_PairSpec((symbol, venue, other), model.pair(symbol, venue, other)),
-            _PairSpec((symbol, other, venue), model.pair(symbol, other, venue)))
+    def net_bps(self, ask: float, bid: float) -> float:
+        if self.base:  # the buy fee comes out of the coins bought
+            return (bid * self.keep * self.down - ask) / ask * 1e4
+        cost = ask * self.up
+        return (bid * self.down - cost) / cost * 1e4
 
 
 def good_until(v: BookView, max_age_ns: int) -> int:

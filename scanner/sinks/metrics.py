@@ -73,7 +73,7 @@ class _Child:
         self._family.put(self._key, value)
 
     def get(self) -> float:
-        return self._family.values.get(self._key, 0.0)
+        return self._family.snapshot().get(self._key, 0.0)
 
 
 class ScrapeFamily(Collector):
@@ -82,7 +82,9 @@ class ScrapeFamily(Collector):
     Hot paths write ``values`` directly (one dict store, no lock, no child object): every writer runs on
     the event loop's thread, and a scrape copies the dict first. ``labels(...).inc()/.set()`` and, without
     labels, ``inc()`` behave like prometheus_client's; the exposition is the same (no ``_created``: disabled
-    above for every family)."""
+    above for every family). ``sources`` add series computed at scrape time from their owner's own state
+    (the detector keeps its spread gauges and ``below_fees`` counts per venue pair, not in this dict): a
+    counter's contributions are added to the dict's value of the same labels, a gauge's replace it."""
 
     def __init__(self, kind: str, name: str, documentation: str, labelnames: tuple[str, ...] = (),
                  registry: CollectorRegistry | None = None) -> None:
@@ -90,6 +92,7 @@ class ScrapeFamily(Collector):
             raise ValueError(kind)
         self.kind, self.name, self.documentation, self.labelnames = kind, name, documentation, labelnames
         self.values: dict[LabelKey, float] = {} if labelnames else {(): 0.0}
+        self.sources: list[Callable[[], Iterable[tuple[LabelKey, float]]]] = []
         if registry is not None:
             registry.register(self)
 
@@ -130,9 +133,18 @@ class ScrapeFamily(Collector):
     def describe(self) -> Iterator[Metric]:
         yield self._family()
 
+    def snapshot(self) -> dict[LabelKey, float]:
+        """Every series' value now: the dict's, with the sources' series added (counter) or set (gauge)."""
+        out = self.values.copy()  # copy(): atomic under the GIL
+        counter = self.kind == "counter"
+        for source in self.sources:
+            for key, value in source():
+                out[key] = out.get(key, 0.0) + value if counter else value
+        return out
+
     def collect(self) -> Iterator[Metric]:
         fam = self._family()
-        for key, value in self.values.copy().items():  # copy(): atomic under the GIL
+        for key, value in self.snapshot().items():
             fam.add_metric(list(key), value)
         yield fam
 

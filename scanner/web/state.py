@@ -139,15 +139,14 @@ def samples(collector: Collector, name: str) -> Iterator[tuple[dict[str, str], f
 
 
 def net_spreads(metrics: Metrics) -> dict[SeriesKey, float]:
-    """The detector's net spread gauges, read from the family's own dict (labels: symbol, buy, sell venue)."""
-    return {k: v for k, v in metrics.spread_net.values.copy().items()  # copy(): atomic under the GIL
-            if math.isfinite(v) and len(k) == 3}
+    """The detector's net spread gauges, read from the family itself (labels: symbol, buy, sell venue)."""
+    return {k: v for k, v in metrics.spread_net.snapshot().items() if math.isfinite(v) and len(k) == 3}
 
 
 def refusals(metrics: Metrics) -> list[dict[str, Any]]:
     """Refusal counts by reason (largest first), each with its per-venue split."""
     by: dict[str, dict[str, float]] = {}
-    for (reason, venue), value in metrics.refusals.values.copy().items():
+    for (reason, venue), value in metrics.refusals.snapshot().items():
         venues = by.setdefault(reason, {})
         venues[venue or "-"] = venues.get(venue or "-", 0.0) + value
     rows = [{"reason": r, "count": int(sum(v.values())), "venues": {k: int(c) for k, c in sorted(v.items())}}
