@@ -60,7 +60,7 @@ async def running(url: str) -> AsyncIterator[tuple[BookStore, _Passes, Redis, as
     try:
         yield store, passes, r, written
     finally:
-        await r.execute_command("CLIENT", "UNPAUSE")
+        await r.client_unpause()
         stop.set()
         await asyncio.wait_for(task, WAIT_S)
         await r.aclose()
@@ -77,13 +77,13 @@ async def until(cond: object, event: asyncio.Event) -> None:
 def test_a_pass_goes_out_while_the_one_before_is_unanswered(redis_url: str) -> None:
     async def main() -> None:
         async with running(redis_url) as (store, passes, r, written):
-            await r.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")  # Redis holds every write
+            await r.client_pause(10_000, all=False)  # Redis holds every write
             store.mark("okx", "BTC/USDT", book("100", "101", 1))
             await passes.until(1)
             store.mark("binance", "BTC/USDT", book("100.5", "101.5", 2))
             await passes.until(2)  # the second pass reached the detector before Redis answered the first
             assert len(store._in_flight) == 2 and store.writes == 0
-            await r.execute_command("CLIENT", "UNPAUSE")
+            await r.client_unpause()
             await until(lambda: store.writes == 2, written)
             for venue, seq in (("okx", 1), ("binance", 2)):
                 held = await r.get(book_key("BTC/USDT", venue))
@@ -100,7 +100,7 @@ def test_failed_passes_mark_each_book_again_with_its_newest_state(redis_url: str
 
     async def main() -> None:
         async with running(redis_url) as (store, passes, r, written):
-            await r.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+            await r.client_pause(10_000, all=False)
             older, newer = ("invalid", "valid") if newest_valid else ("valid", "invalid")
             for i, state in enumerate((older, newer)):
                 if state == "valid":
@@ -113,7 +113,7 @@ def test_failed_passes_mark_each_book_again_with_its_newest_state(redis_url: str
             store.conn.close()  # the connection drops: both passes fail
             await asyncio.wait_for(asyncio.wait([newest]), WAIT_S)  # settled in order: the older one first
             assert store.failures == 2 and store.writes == 0 and not store._in_flight
-            await r.execute_command("CLIENT", "UNPAUSE")
+            await r.client_unpause()
             await until(lambda: store.writes >= 1, written)  # the retry, on a new connection
             held = await r.get(book_key("BTC/USDT", "okx"))
             assert held is not None and orjson.loads(held)["valid"] is newest_valid
