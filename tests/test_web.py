@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,9 +16,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from scanner.bench.detector import book, settings
 from scanner.config import ConfigError, from_dict
 from scanner.config_web import WebSettings
-from scanner.web.state import OpenOpportunities, SpreadHistory, parse_id
+from scanner.detect.detector import SpreadDetector
+from scanner.sinks.metrics import Metrics
+from scanner.web.state import OpenOpportunities, SpreadHistory, net_spreads, parse_id
 from tests.faults.infra_helpers import SYMBOL, set_open
 from tests.web_helpers import Running, SseReader, view_alone, web_pipeline
 
@@ -275,3 +279,37 @@ async def test_redis_away_state_still_answers(session: aiohttp.ClientSession) ->
             assert ev.data["redis"] is False
         st = await get_json(session, f"{base}/api/state")
         assert st["redis"] is False and st["opportunities"] == [] and not task.done()
+
+
+def test_net_spreads_are_the_gauges_taken_in_slices_between_loop_turns() -> None:
+    """The view's per-second sample computes the detector's spread series in slices, serving the event loop
+    in between (4,500 pairs at 10 venues x 50 symbols would otherwise be one pause of several ms)."""
+    m = Metrics()
+    d = SpreadDetector({f"v{i}": Decimal("0.001") for i in range(10)}, settings(), m)
+    now = time.time_ns()
+    for s in range(30):
+        for v in range(10):
+            d.update(book(v, f"S{s}/USDT", 1, now), now)
+    expected = {(lb["symbol"], lb["buy_venue"], lb["sell_venue"]): x
+                for fam in m.registry.collect() if fam.name == "scanner_spread_net_bps"
+                for x, lb in ((smp.value, smp.labels) for smp in fam.samples)}
+    assert len(expected) == 30 * 10 * 9
+
+    async def main() -> tuple[dict[tuple[str, str, str], float], int]:
+        turns, done = 0, False
+
+        async def count() -> None:
+            nonlocal turns
+            while not done:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count())
+        got = await net_spreads(m, slice_n=100)
+        done = True
+        await counter
+        return got, turns
+
+    got, turns = asyncio.run(main())
+    assert got == expected
+    assert turns >= len(expected) // 100 - 1  # the loop ran between slices

@@ -17,7 +17,7 @@ Pure: the caller passes the clock; sinks are the caller's business.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 from scanner.config import DetectorSettings, Settings
@@ -223,24 +223,32 @@ class SpreadDetector:
             spec.armed = key in self.tracker.live  # rebuilt after a fee change while open
         return spec
 
-    def _gross_series(self) -> list[tuple[Key, float]]:
+    def _gross_series(self) -> Iterator[tuple[Key, float]]:
         """``scanner_spread_gross_bps`` of every pair whose books were both usable once: from the last usable
-        books, as the pre-screen computes it (bps of the buy price)."""
-        return [(key, (s.best_bid - b.best_ask) / b.best_ask * 1e4) for key, _, b, s in self._gauge_books()]
+        books, as the pre-screen computes it (bps of the buy price). A generator over the pairs as they are
+        when it starts, so a reader may take it in slices between other work (the web view does)."""
+        for key, _, b, s in self._gauge_books():
+            ask = b.best_ask
+            yield key, (s.best_bid - ask) / ask * 1e4
 
-    def _net_series(self) -> list[tuple[Key, float]]:
-        """``scanner_spread_net_bps``: the same after both taker fees (top of book)."""
-        return [(key, spec.net_bps(b.best_ask, s.best_bid)) for key, spec, b, s in self._gauge_books()]
+    def _net_series(self) -> Iterator[tuple[Key, float]]:
+        """``scanner_spread_net_bps``: the same after both taker fees (top of book, as _PairSpec.net_bps)."""
+        for key, spec, b, s in self._gauge_books():
+            ask, bid = b.best_ask, s.best_bid
+            if spec.base:
+                yield key, (bid * spec.keep * spec.down - ask) / ask * 1e4
+            else:
+                cost = ask * spec.up
+                yield key, (bid * spec.down - cost) / cost * 1e4
 
-    def _gauge_books(self) -> list[tuple[Key, _PairSpec, BookView, BookView]]:
-        out = []
+    def _gauge_books(self) -> Iterator[tuple[Key, _PairSpec, BookView, BookView]]:
+        tops = self._tops
         for key, spec in list(self._pairs.items()):
-            tops = self._tops.get(key[0])
-            if tops is not None:
-                b, s = tops.get(key[1]), tops.get(key[2])
+            books = tops.get(key[0])
+            if books is not None:
+                b, s = books.get(key[1]), books.get(key[2])
                 if b is not None and s is not None:
-                    out.append((key, spec, b, s))
-        return out
+                    yield key, spec, b, s
 
     def _below_fees_series(self) -> list[tuple[tuple[str, str], float]]:
         return [(spec.below_fees, float(spec.below)) for spec in list(self._pairs.values()) if spec.below]
@@ -396,12 +404,6 @@ class _PairSpec:
         self.below_fees = ("below_fees", key[1])
         self.below = 0  # pre-screen refusals as below_fees, exported at scrape time
         self.armed = False
-
-    def net_bps(self, ask: float, bid: float) -> float:
-        if self.base:  # the buy fee comes out of the coins bought
-            return (bid * self.keep * self.down - ask) / ask * 1e4
-        cost = ask * self.up
-        return (bid * self.down - cost) / cost * 1e4
 
 
 def good_until(v: BookView, max_age_ns: int) -> int:

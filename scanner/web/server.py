@@ -288,7 +288,7 @@ class WebView:
     async def _sample(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.history.add(time.time() * 1e3, net_spreads(self.metrics))
+            self.history.add(time.time() * 1e3, await net_spreads(self.metrics))
             if self.feed_in_process:
                 self.health = self.feed.from_metrics(self.metrics)
             else:
