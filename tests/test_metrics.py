@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
+from scanner.sinks.http import HttpEndpoint
 from scanner.sinks.metrics import Metrics
 
 
@@ -60,3 +65,36 @@ def test_promtool_check_metrics() -> None:
     res = subprocess.run([promtool, "check", "metrics"], input=populated().render(), capture_output=True,
                          timeout=30, check=False)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+
+
+def test_a_scrape_does_not_hold_the_event_loop() -> None:
+    """/metrics is rendered on a worker thread: while a slow collector is read, the loop keeps turning."""
+    m = populated()
+    reading = threading.Event()
+
+    def slow_series() -> Iterator[tuple[tuple[str, ...], float]]:
+        reading.set()
+        time.sleep(0.3)  # a collector that takes a while (releases the GIL: the loop could run meanwhile)
+        yield ("S/USDT", "okx", "binance"), 1.5
+
+    m.spread_net.sources.append(slow_series)
+
+    async def main() -> tuple[int, str]:
+        endpoint = HttpEndpoint(m, "127.0.0.1", 0)
+        await endpoint.start()
+        turns = 0
+        try:
+            async with aiohttp.ClientSession() as s:
+                scrape = asyncio.create_task(s.get(endpoint.url))
+                assert await asyncio.to_thread(reading.wait, 10)
+                while not scrape.done():  # turns of the loop while the collector is being read
+                    turns += 1
+                    await asyncio.sleep(0.001)
+                resp = await scrape
+                return turns, await resp.text()
+        finally:
+            await endpoint.stop()
+
+    turns, text = asyncio.run(main())
+    assert 'scanner_spread_net_bps{buy_venue="okx",sell_venue="binance",symbol="S/USDT"} 1.5' in text
+    assert turns >= 10  # on the loop, the 0.3 s read would have allowed none

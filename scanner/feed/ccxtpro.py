@@ -150,7 +150,7 @@ class CcxtProCollector:
         metrics.add_book_source(self.book_rows)
 
     def book_rows(self) -> Iterator[BookAgeRow]:
-        for sym, book in self.books.items():
+        for sym, book in list(self.books.items()):  # a snapshot: /metrics is rendered on a thread
             yield self.venue, sym, book.exch_ms, book.recv_ns, self.valid[sym]
 
     # -- running -----------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ class VenueCollector:
             self._lat_sum = 0.0
 
     def book_rows(self) -> Iterator[BookAgeRow]:
-        for inst, sb in self.books.items():
+        for inst, sb in list(self.books.items()):  # a snapshot: /metrics is rendered on a thread
             yield self.venue, self.symbols[inst], sb.book.exch_ms, sb.book.recv_ns, sb.valid
 
     # -- FrameSink ---------------------------------------------------------------------------------
