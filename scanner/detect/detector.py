@@ -23,7 +23,7 @@ from decimal import Decimal
 from scanner.config import DetectorSettings, Settings
 from scanner.detect import crossquote
 from scanner.detect.lifecycle import Key, OpportunityTracker
-from scanner.detect.spread import Fill, fmt, walk
+from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
 from scanner.fees import FeeModel, PairFees
 from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
@@ -224,22 +224,19 @@ class SpreadDetector:
         return spec
 
     def _gross_series(self) -> Iterator[tuple[Key, float]]:
-        """``scanner_spread_gross_bps`` of every pair whose books were both usable once: from the last usable
-        books, as the pre-screen computes it (bps of the buy price). A generator over the pairs as they are
-        when it starts, so a reader may take it in slices between other work (the web view does)."""
-        for key, _, b, s in self._gauge_books():
-            ask = b.best_ask
-            yield key, (s.best_bid - ask) / ask * 1e4
+        """``scanner_spread_gross_bps`` of every pair whose books were both usable once, from the last usable
+        books. A generator over the pairs as they are when it starts, so a reader may take it in slices
+        between other work (the web view does)."""
+        return self._spread_series(0)
 
     def _net_series(self) -> Iterator[tuple[Key, float]]:
-        """``scanner_spread_net_bps``: the same after both taker fees (top of book, as _PairSpec.net_bps)."""
+        """``scanner_spread_net_bps``: the same after both taker fees."""
+        return self._spread_series(1)
+
+    def _spread_series(self, which: int) -> Iterator[tuple[Key, float]]:
         for key, spec, b, s in self._gauge_books():
-            ask, bid = b.best_ask, s.best_bid
-            if spec.base:
-                yield key, (bid * spec.keep * spec.down - ask) / ask * 1e4
-            else:
-                cost = ask * spec.up
-                yield key, (bid * spec.down - cost) / cost * 1e4
+            pf = spec.fees
+            yield key, top_spread_bps(b.best_ask, s.best_bid, pf.buy_f, pf.sell_f, pf.buy_fee_in_base)[which]
 
     def _gauge_books(self) -> Iterator[tuple[Key, _PairSpec, BookView, BookView]]:
         tops = self._tops
@@ -392,15 +389,15 @@ class _PairSpec:
     Pre-screen: net bps >= ``min_net_bps`` - 0.01 with net as :func:`scanner.detect.spread.top_spread_bps`
     computes it, rearranged to ``bid * sell_gain >= ask * buy_cost`` (ask and the factors are positive)."""
 
-    __slots__ = ("armed", "base", "below", "below_fees", "buy_cost", "down", "fees", "keep", "key", "sell_gain",
-                 "up")
+    __slots__ = ("armed", "below", "below_fees", "buy_cost", "fees", "key", "sell_gain")
 
     def __init__(self, key: Key, fees: PairFees, screen: float) -> None:
-        self.key, self.fees, self.base = key, fees, fees.buy_fee_in_base
-        self.up, self.down = 1 + fees.buy_f, 1 - fees.sell_f
-        self.keep = 1 - fees.buy_f  # base-fee pairs: the share of the coins bought that is kept
-        self.sell_gain = self.keep * self.down if self.base else self.down
-        self.buy_cost = screen if self.base else self.up * screen
+        self.key, self.fees = key, fees
+        up, down, keep = 1 + fees.buy_f, 1 - fees.sell_f, 1 - fees.buy_f
+        if fees.buy_fee_in_base:  # the buy fee comes out of the coins bought: keep of them are sold
+            self.sell_gain, self.buy_cost = keep * down, screen
+        else:
+            self.sell_gain, self.buy_cost = down, up * screen
         self.below_fees = ("below_fees", key[1])
         self.below = 0  # pre-screen refusals as below_fees, exported at scrape time
         self.armed = False

@@ -133,13 +133,20 @@ class ScrapeFamily(Collector):
     def describe(self) -> Iterator[Metric]:
         yield self._family()
 
+    def series(self) -> Iterator[tuple[LabelKey, float]]:
+        """The dict's series, then each source's, as they are produced (a reader may take them in slices; a
+        counter's labels may come more than once, to be added up)."""
+        yield from self.values.copy().items()  # copy(): atomic under the GIL
+        for source in list(self.sources):
+            yield from source()
+
     def snapshot(self) -> dict[LabelKey, float]:
         """Every series' value now: the dict's, with the sources' series added (counter) or set (gauge)."""
-        out = self.values.copy()  # copy(): atomic under the GIL
-        counter = self.kind == "counter"
-        for source in self.sources:
-            for key, value in source():
-                out[key] = out.get(key, 0.0) + value if counter else value
+        if self.kind != "counter":
+            return dict(self.series())
+        out: dict[LabelKey, float] = {}
+        for key, value in self.series():
+            out[key] = out.get(key, 0.0) + value
         return out
 
     def collect(self) -> Iterator[Metric]:

@@ -141,20 +141,15 @@ def samples(collector: Collector, name: str) -> Iterator[tuple[dict[str, str], f
 
 
 async def net_spreads(metrics: Metrics, slice_n: int = SLICE) -> dict[SeriesKey, float]:
-    """The net spread gauges (labels: symbol, buy, sell venue): the family's own series, then the detector's,
-    which it computes from its books as they are read (~1 us a pair): taken ``slice_n`` at a time with the
-    event loop served in between, so 10 venues x 50 symbols (4,500 pairs) is no 4 ms pause."""
-    fam = metrics.spread_net
+    """The net spread gauges (labels: symbol, buy, sell venue). The detector computes its series from its books
+    as they are read (~1 us a pair), so they are taken ``slice_n`` at a time with the event loop served in
+    between: 10 venues x 50 symbols (4,500 pairs) is no 4 ms pause."""
     out: dict[SeriesKey, float] = {}
-    for k, v in fam.values.copy().items():  # copy(): atomic under the GIL
+    for i, (k, v) in enumerate(metrics.spread_net.series(), 1):
         if math.isfinite(v) and len(k) == 3:
             out[(k[0], k[1], k[2])] = v
-    for source in list(fam.sources):
-        for i, (k, v) in enumerate(source(), 1):
-            if math.isfinite(v) and len(k) == 3:
-                out[(k[0], k[1], k[2])] = v
-            if i % slice_n == 0:
-                await asyncio.sleep(0)  # let frames in: this is the view's sampling, not the hot path
+        if i % slice_n == 0:
+            await asyncio.sleep(0)  # let frames in: this is the view's sampling, not the hot path
     return out
 
 
