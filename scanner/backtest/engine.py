@@ -25,9 +25,8 @@ from scanner.book.errors import BookError, ParseError
 from scanner.book.sync import SyncedBook
 from scanner.config import Settings
 from scanner.detect.detector import SpreadDetector, detector_for, unusable_reason
-from scanner.detect.lifecycle import opportunity_id
-from scanner.detect.spread import fmt
-from scanner.model import BookMsg, Control, Opportunity, evolve
+from scanner.detect.lifecycle import OpportunityTracker
+from scanner.model import BookMsg, Control, Opportunity
 from scanner.replay import Replayer
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView, levels_of, view_of
@@ -222,16 +221,8 @@ def _sample(det: SpreadDetector, symbol: str, ns: int, max_age_ns: int,
 
 def _still_open(det: SpreadDetector, now_ns: int) -> list[Opportunity]:
     """The opportunities open at the end, as an ``open`` event would show them now."""
-    out: list[Opportunity] = []
-    for live in det.tracker.live.values():
-        if not live.opened:
-            continue
-        opp = live.last
-        out.append(evolve(opp, id=opportunity_id(opp.pair_symbol, opp.buy_venue, opp.sell_venue), event="open",
-                          detected_ns=now_ns, opened_ns=live.first_ns, duration_ms=(now_ns - live.first_ns) / 1e6,
-                          peak_net_bps=fmt(live.peak_net_bps, 4), peak_size=fmt(live.peak_size, 12),
-                          peak_profit_quote=fmt(live.peak_profit, 8)))
-    return out
+    return [OpportunityTracker.event_of(live, live.last, "open", now_ns)
+            for live in det.tracker.live.values() if live.opened]
 
 
 def total_profit(opps: list[Opportunity]) -> Decimal:

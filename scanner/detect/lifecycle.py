@@ -104,7 +104,7 @@ class OpportunityTracker:
         if now_ns - live.last_emit_ns < self._interval_ns:
             return None
         live.last_emit_ns = now_ns
-        return self._event(live, live.last, "update", now_ns)
+        return self.event_of(live, live.last, "update", now_ns)
 
     def drop(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         """The pair no longer qualifies (or a book is unusable): the close event if it was open."""
@@ -116,7 +116,7 @@ class OpportunityTracker:
                 self._on_too_short(key)
             return None
         last = evolve(live.last, recv_ns=trigger_ns)
-        return self._event(live, last, "close", now_ns)
+        return self.event_of(live, last, "close", now_ns)
 
     def poll(self, now_ns: int) -> list[Opportunity]:
         """Open the candidates that have persisted ``min_duration_ms`` without a new evaluation."""
@@ -129,10 +129,11 @@ class OpportunityTracker:
 
     def _open(self, live: _Live, now_ns: int) -> Opportunity:
         live.opened, live.last_emit_ns = True, now_ns
-        return self._event(live, live.last, "open", now_ns)
+        return self.event_of(live, live.last, "open", now_ns)
 
     @staticmethod
-    def _event(live: _Live, opp: Opportunity, event: str, now_ns: int) -> Opportunity:
+    def event_of(live: _Live, opp: Opportunity, event: str, now_ns: int) -> Opportunity:
+        """``opp`` as the ``event`` of the live pair ``live`` at ``now_ns``: id, times and peaks filled in."""
         return evolve(opp, id=opportunity_id(opp.pair_symbol, opp.buy_venue, opp.sell_venue), event=event,
                        detected_ns=now_ns, opened_ns=live.first_ns, duration_ms=(now_ns - live.first_ns) / 1e6,
                        peak_net_bps=fmt(live.peak_net_bps, 4), peak_size=fmt(live.peak_size, 12),
