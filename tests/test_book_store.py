@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -67,8 +67,8 @@ async def running(url: str) -> AsyncIterator[tuple[BookStore, _Passes, Redis, as
         store.conn.close()
 
 
-async def until(cond: object, event: asyncio.Event) -> None:
-    assert callable(cond)
+async def until(cond: Callable[[], bool], event: asyncio.Event) -> None:
+    """Wait (bounded) until ``cond()`` holds, re-checking each time ``event`` is set."""
     while not cond():
         event.clear()
         await asyncio.wait_for(event.wait(), WAIT_S)
