@@ -1,9 +1,15 @@
-"""Builds the optional compiled book core (scanner/book/_core.c); everything else is in pyproject.toml.
+"""Builds the optional compiled kernels; everything else is in pyproject.toml.
 
-``optional=True``: without a C compiler the install still succeeds and scanner.book.l2 falls back
-to the pure-Python kernels in scanner/book/pycore.py (same semantics, slower)."""
+- scanner/book/_core.c: book sides, checksums, text scanners (fallback: scanner/book/pycore.py);
+- scanner/detect/_walk.c: the detector's depth walk in exact integers (fallback: the Decimal walk in
+  scanner/detect/spread.py).
+
+``optional=True``: without a C compiler the install still succeeds and the pure-Python code runs
+(same results, slower)."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("scanner.book._core", ["scanner/book/_core.c"], optional=True,
-                             extra_compile_args=["-O2"])])
+setup(ext_modules=[
+    Extension("scanner.book._core", ["scanner/book/_core.c"], optional=True, extra_compile_args=["-O2"]),
+    Extension("scanner.detect._walk", ["scanner/detect/_walk.c"], optional=True, extra_compile_args=["-O2"]),
+])

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from scanner.bench.detector import book, measure, settings
+from scanner.detect import spread
 from scanner.detect.detector import SpreadDetector
 from scanner.detect.spread import walk
 from scanner.sinks.metrics import Metrics
@@ -57,7 +58,8 @@ def test_metrics_from_the_hot_path_render_like_prometheus_client() -> None:
         m.evaluations.inc(-1)
 
 
-def test_walk_caches_parsed_levels_and_gives_the_same_fill() -> None:
+def test_walk_caches_parsed_levels_and_gives_the_same_fill(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spread, "compiled_walk", None)  # the caches are the Decimal loop's (compiled: text)
     asks = [("100", "1"), ("100.5", "2"), ("101", "5")]
     bids = [("101.2", "1.5"), ("101", "1"), ("100.6", "10")]
     fee = Decimal("0.001")

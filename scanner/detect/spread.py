@@ -10,14 +10,40 @@ Fee currency (``buy_fee_in_base``): most spot venues take the buy fee from the c
 Then each unit bought costs ``ask`` (no quote fee) and only ``1 - fee_A`` of it reaches B, where it
 yields ``bid * (1 - fee_B)``: the walk sells ``size * (1 - fee_A)`` (``sell_size``) into B's bids and
 profit is ``sell proceeds * (1 - fee_B) - cost``. With the fee in quote, ``sell_size == size``.
+
+Compiled walk (``_walk.c``): with the fee in quote, :func:`walk` first runs the same loop in exact
+scaled integers. It returns the very Decimals the loop below would (a test holds the two equal on
+random books), or hands over to it wherever it cannot show that: a cap that binds (the Python walk
+divides), numbers beyond Decimal's 28 digits, strings that are not plain decimals, a fee taken in
+the base asset. Without a C compiler the Decimal loop does all of it.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from types import NotImplementedType
 
 from scanner.book.l2 import Pair
+
+WalkQuote = Callable[[Sequence[Sequence[str]], Sequence[Sequence[str]], str, str, str, str | None],
+                     tuple[Decimal, Decimal, Decimal, int, int] | NotImplementedType | None]
+
+
+def _load_walk() -> WalkQuote | None:
+    if os.environ.get("SCANNER_PURE_PYTHON") == "1":  # as scanner.book.l2: every compiled kernel off
+        return None
+    try:
+        from scanner.detect._walk import walk_quote
+    except ImportError:  # built without a C compiler: the Decimal loop alone
+        return None
+    return walk_quote
+
+
+compiled_walk: WalkQuote | None = _load_walk()  # tests switch it off to run the Decimal loop alone
 
 BPS = Decimal(10_000)
 ZERO = Decimal(0)
@@ -78,10 +104,17 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
     from the coins received (see the module docstring); bid quantities then bound the net size.
     ``ask_cache``/``bid_cache``: the levels already parsed to Decimal (a prefix, e.g. ``BookView.dec_asks``),
     extended here as far as the walk reads, so a book walked again is not parsed again (Decimal of
-    the exact string: the same figures either way)."""
+    the exact string: the same figures either way). The compiled walk reads the strings and leaves them."""
     if buy_fee_in_base:
         return _walk_base(asks, bids, buy_fee, sell_fee, min_net_bps, max_notional, ask_cache, bid_cache)
     up, down, thr = 1 + buy_fee, 1 - sell_fee, min_net_bps / BPS
+    if compiled_walk is not None:
+        got = compiled_walk(asks, bids, *_factors(buy_fee, sell_fee, min_net_bps, max_notional))
+        if got is None:
+            return None
+        if got is not NotImplemented:
+            size, cost, proceeds, used_a, used_b = got
+            return Fill(size, cost, proceeds, cost * up, proceeds * down, used_a, used_b, None, buy_fee, sell_fee)
     ca = [] if ask_cache is None else ask_cache
     cb = [] if bid_cache is None else bid_cache
     size = cost = proceeds = ZERO
@@ -130,6 +163,14 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
     if size == 0:
         return None
     return Fill(size, cost, proceeds, cost * up, proceeds * down, used_a, used_b, None, buy_fee, sell_fee)
+
+
+@lru_cache(maxsize=1024)
+def _factors(buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
+             max_notional: Decimal | None) -> tuple[str, str, str, str | None]:
+    """The compiled walk's ``up``, ``down``, ``thr`` and ``cap``: the str() of the Decimals :func:`walk` uses."""
+    return (str(1 + buy_fee), str(1 - sell_fee), str(min_net_bps / BPS),
+            None if max_notional is None else str(max_notional))
 
 
 def _walk_base(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
