@@ -1,12 +1,13 @@
 """The book store's pipelined passes, against a real Redis held with ``CLIENT PAUSE WRITE``: a pass goes out
-(and to the in-process listeners) while the one before is still unanswered, every pass is written once
-Redis answers, and when passes on the wire fail each book is marked again with its newest state."""
+while the one before is still unanswered, every pass is written once Redis answers, and when passes on the
+wire fail each book is marked again with its newest state. In-process listeners get each book at its mark."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import orjson
 import pytest
@@ -16,6 +17,7 @@ from scanner.book.l2 import L2Book
 from scanner.config import RedisSettings
 from scanner.sinks.metrics import Metrics
 from scanner.store.books import BookStore
+from scanner.store.resp import Arg
 from scanner.store.schema import BookView, book_key
 
 WAIT_S = 10.0
@@ -30,18 +32,27 @@ def book(bid: str, ask: str, seq: int) -> L2Book:
 
 
 class _Passes:
-    """The store's listener: counts the passes handed over, so the test can wait for the n-th."""
+    """Counts the passes the store sends (its connection's ``send``), so the test can wait for the n-th;
+    ``told`` is what its listener was handed."""
 
-    def __init__(self) -> None:
-        self.views: list[list[BookView]] = []
+    def __init__(self, store: BookStore) -> None:
+        self.sent = 0
+        self.told: list[list[BookView]] = []
         self.changed = asyncio.Event()
+        send = store.conn.send
 
-    def __call__(self, views: list[BookView]) -> None:
-        self.views.append(views)
-        self.changed.set()
+        def counted(commands: Sequence[Sequence[Arg]]) -> asyncio.Future[list[Any]] | None:
+            fut = send(commands)
+            if fut is not None:
+                self.sent += 1
+                self.changed.set()
+            return fut
+
+        store.conn.send = counted  # type: ignore[method-assign]
+        store.listeners.append(self.told.append)
 
     async def until(self, n: int) -> None:
-        while len(self.views) < n:
+        while self.sent < n:
             self.changed.clear()
             await asyncio.wait_for(self.changed.wait(), WAIT_S)
 
@@ -49,8 +60,7 @@ class _Passes:
 @contextlib.asynccontextmanager
 async def running(url: str) -> AsyncIterator[tuple[BookStore, _Passes, Redis, asyncio.Event]]:
     store = BookStore(RedisSettings(url=url), Metrics())
-    passes = _Passes()
-    store.listeners.append(passes)
+    passes = _Passes(store)
     written = asyncio.Event()
     store.on_written = lambda stamps, ack_ns: written.set()
     await store.conn.execute([("PING",)])  # connected: passes are sent without waiting (the pipelined path)
@@ -79,10 +89,12 @@ def test_a_pass_goes_out_while_the_one_before_is_unanswered(redis_url: str) -> N
         async with running(redis_url) as (store, passes, r, written):
             await r.client_pause(10_000, all=False)  # Redis holds every write
             store.mark("okx", "BTC/USDT", book("100", "101", 1))
+            assert [(v.venue, v.recv_ns) for v in passes.told[0]] == [("okx", 1)]  # handed over at the mark
             await passes.until(1)
             store.mark("binance", "BTC/USDT", book("100.5", "101.5", 2))
-            await passes.until(2)  # the second pass reached the detector before Redis answered the first
+            await passes.until(2)  # the second pass went out before Redis answered the first
             assert len(store._in_flight) == 2 and store.writes == 0
+            assert [[(v.venue, v.recv_ns) for v in vs] for vs in passes.told] == [[("okx", 1)], [("binance", 2)]]
             await r.client_unpause()
             await until(lambda: store.writes == 2, written)
             for venue, seq in (("okx", 1), ("binance", 2)):

@@ -92,6 +92,40 @@ def test_store_hands_listeners_the_published_books(redis_url: str) -> None:
     asyncio.run(main())
 
 
+def test_a_connected_store_hands_over_each_book_at_its_mark_and_writes_the_same(redis_url: str) -> None:
+    async def main() -> None:
+        settings = RedisSettings(url=redis_url, channel="local-feed-3")
+        store = BookStore(settings, Metrics())
+        got: list[BookView] = []
+        store.listeners.append(got.extend)
+        written = asyncio.Event()
+        store.on_written = lambda stamps, ack_ns: written.set()
+        b = book("100", "101", 42)
+        store.mark("okx", "BTC/USDT", b)
+        assert got == []  # not connected yet: handed over only once its pass is written
+        await store.conn.execute([("PING",)])
+        store.mark("okx", "ETH/USDT", book("10", "11", 43))
+        store.mark_invalid("binance", "BTC/USDT")
+        assert [(v.symbol, v.venue, v.valid) for v in got] == [("ETH/USDT", "okx", True),
+                                                              ("BTC/USDT", "binance", False)]
+        stop = asyncio.Event()
+        task = asyncio.create_task(store.run(stop))
+        await asyncio.wait_for(written.wait(), 5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert [(v.symbol, v.venue) for v in got][2:] == [("BTC/USDT", "okx")]  # the first book, after its write
+        r = Redis.from_url(redis_url)
+        try:
+            for view in got:
+                held = await r.get(book_key(view.symbol, view.venue))
+                assert held is not None and _fields(view) == _fields(decode_book(held))  # what Redis holds
+        finally:
+            await r.aclose()
+        store.conn.close()
+
+    asyncio.run(main())
+
+
 def test_store_feeds_nothing_while_redis_is_away() -> None:
     async def main() -> None:
         store = BookStore(RedisSettings(url="redis://127.0.0.1:1/0"), Metrics())

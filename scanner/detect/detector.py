@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 from scanner.config import DetectorSettings, Settings
-from scanner.detect import crossquote
+from scanner.detect import crossquote, spread
 from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
 from scanner.fees import FeeModel, PairFees
@@ -359,8 +359,12 @@ class SpreadDetector:
 
     def _cap(self, buy: BookView) -> Decimal | None:
         """``max_notional_quote`` for a walk of ``buy``'s asks, or None when it cannot bind: the whole
-        side costs less than it with a wide margin (so the walk skips a Decimal division per step)."""
-        return None if buy.asks_notional_bound() < self._cap_free_below else self.settings.max_notional_quote
+        side costs less than it with a wide margin (so the Decimal walk skips a division per step). The
+        compiled walk tests the cap exactly at each step for free: it always gets it."""
+        cap = self.settings.max_notional_quote
+        if spread.compiled_walk is not None:
+            return cap
+        return None if buy.asks_notional_bound() < self._cap_free_below else cap
 
     def _close(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         return self.tracker.drop(key, now_ns, trigger_ns) if len(self.tracker) else None

@@ -105,13 +105,12 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
     local_books: set[tuple[str, str]] = set()
 
     def on_local(views: list[BookView]) -> None:
-        # one store pass: each book at most once, already the newest
+        # a book as the store marks it (or a pass of books marked while Redis was away): each the newest
         for view in views:
             if (view.venue, view.symbol) not in local_books:
                 local_books.add((view.venue, view.symbol))
                 mine.add(origin_of(view.venue, view.symbol))
             _evaluate(view, detector, emitter, metrics)
-        metrics.detector_books.set(detector.book_count())
 
     def on_channel(payloads: list[bytes]) -> None:
         if mine:
@@ -130,7 +129,6 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
                 latest[view.symbol, view.venue] = view
         for view in latest.values():
             _evaluate(view, detector, emitter, metrics)
-        metrics.detector_books.set(detector.book_count())
 
     detector.early = emitter.put  # each event written the moment it is made, not after the whole update
     sub = RespSubscriber(settings.url, settings.channel, on_channel)
@@ -141,6 +139,7 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             local.append(on_local)
         await _seed(redis, detector, emitter)
         log.info("detector: following channel %s with %d books", settings.channel, detector.book_count())
+        metrics.detector_books.set(detector.book_count())
         lost = asyncio.create_task(sub.wait_lost())
         while not stop.is_set():
             await asyncio.wait({lost}, timeout=POLL_S)
@@ -149,6 +148,7 @@ async def _follow(redis: Redis, settings: RedisSettings, detector: SpreadDetecto
             polled = detector.poll(time.time_ns())  # stale books close, persisted candidates open
             if polled:
                 emitter.put(polled)
+            metrics.detector_books.set(detector.book_count())  # here, not per book: it counts every book held
     finally:
         detector.early = None
         if local is not None and on_local in local:

@@ -8,6 +8,13 @@ acknowledged: up to ``MAX_IN_FLIGHT`` are on the wire at once (replies come back
 marked while Redis answers is written, and handed to the in-process listeners, on the next loop turn
 instead of one round trip later. If Redis is away the marks are kept (newest wins), the books stay in
 memory, errors are counted and the writer retries with backoff; nothing raises.
+
+In-process listeners (the detector of ``scanner run``) are handed each book as it is marked, while
+Redis is connected and writes succeed: the book is evaluated right after its frame is applied, not
+after the next pass has serialised every book marked meanwhile (that wait was most of frame ->
+opportunity). The pass then writes the same levels (taken once, at the mark). While Redis is away
+nothing is handed over at mark time; a book marked then reaches the listeners once its pass is
+written, so the detector still sees only what Redis holds or is being sent.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from scanner.aio import wait_stop
-from scanner.book.l2 import L2Book
+from scanner.book.l2 import L2Book, Pair
 from scanner.config import RedisSettings
 from scanner.sinks.metrics import Metrics
 from scanner.store.resp import RespConnection
@@ -40,6 +47,16 @@ Batch = dict[tuple[str, str], L2Book | None]
 Stamps = list[tuple[str, str, int, int]]
 # (venue, symbol, seq, recv_ns) of each valid book in a pass, and when Redis acknowledged the pass (ns)
 WrittenHook = Callable[[Stamps, int], None]
+
+
+@dataclass(slots=True)
+class _Told:
+    """A book handed to the listeners at its mark: what it was then, and the levels taken."""
+    book: L2Book | None
+    seq: int
+    recv_ns: int
+    bids: list[Pair]
+    asks: list[Pair]
 
 
 @dataclass(slots=True)
@@ -68,9 +85,11 @@ class BookStore:
         # Benchmarks only (scanner/bench/throughput.py): called after every acknowledged pass. Off (None)
         # by default: then it costs one attribute test per pass, nothing per book.
         self.on_written: WrittenHook | None = None
-        # in-process readers (the detector of ``scanner run``): each pass's books as the views decoding their
-        # payloads would give, handed over as the pass goes out
+        # in-process readers (the detector of ``scanner run``): the books as the views decoding their payloads
+        # would give, handed over as each is marked (or, marked while Redis was away, as its pass goes out)
         self.listeners: list[Callable[[list[BookView]], None]] = []
+        # books handed over at their mark and not yet written: their levels, for the pass to reuse
+        self._told: dict[tuple[str, str], _Told] = {}
 
     def set_integrity(self, venue: str, integrity: str) -> None:
         """Label every book of ``venue`` (the ccxt.pro adapter sets ``"ccxt"``)."""
@@ -79,10 +98,22 @@ class BookStore:
     def mark(self, venue: str, symbol: str, book: L2Book) -> None:
         self._dirty[(venue, symbol)] = book
         self._wake.set()
+        if self.listeners and self.healthy and self.conn.connected:
+            self._tell(venue, symbol, book)
 
     def mark_invalid(self, venue: str, symbol: str) -> None:
         self._dirty[(venue, symbol)] = None
         self._wake.set()
+        if self.listeners and self.healthy and self.conn.connected:
+            self._tell(venue, symbol, None)
+
+    def _tell(self, venue: str, symbol: str, book: L2Book | None) -> None:
+        """Hand the listeners this book now; the pass that writes it reuses the levels taken here."""
+        bids, asks = levels_of(book, self.settings.book_depth)
+        view = view_of(venue, symbol, book, bids, asks, self.integrity.get(venue, INTEGRITY_NATIVE))
+        self._told[(venue, symbol)] = _Told(book, 0 if book is None else book.seq,
+                                            0 if book is None else book.recv_ns, bids, asks)
+        self._notify([view])
 
     @property
     def backlog(self) -> int:
@@ -150,24 +181,32 @@ class BookStore:
         commands: list[tuple[str | bytes | int, ...]] = []
         views: list[BookView] = []
         listening, depth = bool(self.listeners), s.book_depth
-        for (venue, symbol), book in batch.items():
+        told, self._told = self._told, {}
+        for key, book in batch.items():
+            venue, symbol = key
             label = integrity.get(venue, INTEGRITY_NATIVE)
-            bids, asks = levels_of(book, depth)
+            t = told.get(key)
+            if t is not None and t.book is book and (book is None or (t.seq == book.seq and t.recv_ns == book.recv_ns)):
+                bids, asks = t.bids, t.asks  # handed over at its mark and unchanged since: the same levels
+            else:
+                bids, asks = levels_of(book, depth)
+                if listening:
+                    views.append(view_of(venue, symbol, book, bids, asks, label))
             payload = encode_levels(venue, symbol, book, bids, asks, now, label)
             commands.append(("SET", book_key(symbol, venue), payload, "PX", key_ttl))
             commands.append(("PUBLISH", channel, payload))
-            if listening:
-                views.append(view_of(venue, symbol, book, bids, asks, label))
         # taken now: the books are live objects that keep changing while the pass is on the wire
         stamps = None if self.on_written is None else [(v, sym, b.seq, b.recv_ns) for (v, sym), b in batch.items()
                                                       if b is not None]
         sent = self.conn.send(commands)
         if sent is None:
             await self.conn.execute(commands)  # connects first if needed; raises on an error reply
-            self._notify(views)
+            if views:
+                self._notify(views)
             self._written(batch, stamps)
             return
-        self._notify(views)  # on its way to Redis: listeners need not wait for the round trip
+        if views:
+            self._notify(views)  # on its way to Redis: listeners need not wait for the round trip
         self._in_flight.append(_Pass(batch, stamps, sent))
         sent.add_done_callback(self._settled)
 
