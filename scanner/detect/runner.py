@@ -9,8 +9,9 @@ Survives Redis going away: it pauses, reconnects with backoff, re-reads every st
 (so nothing published during the outage is missed for long) and carries on.
 
 When this process also collects (``scanner run``), the book store hands the detector the books it
-publishes, in process, as they go out (``local``: the store's listener list), as the views decoding
-their payloads would give: one Redis round trip and one JSON decode less per book. Those books' copies
+publishes, in process, as each is marked after its frame is applied (``local``: the store's listener
+list; while Redis is away, once written), as the views decoding their payloads would give: one Redis
+round trip and one JSON decode less per book, and no wait for the store's next pass. Those books' copies
 from the channel are then skipped, by origin (venue and symbol); books that other processes publish
 are read from the channel as before.
 """
