@@ -9,13 +9,18 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from decimal import Decimal
 from types import ModuleType
 
 import pytest
 
+from scanner.config import DetectorSettings
 from scanner.detect import spread
+from scanner.detect.detector import SpreadDetector
 from scanner.detect.spread import Fill, walk
+from scanner.sinks.metrics import Metrics
+from scanner.store.schema import BookView
 
 _walk: ModuleType | None
 try:
@@ -140,3 +145,13 @@ def test_bad_arguments_raise() -> None:
         _walk.walk_quote([], [], "1", "1", "0")  # type: ignore[call-arg,union-attr,unused-ignore]
     with pytest.raises(TypeError):
         _walk.walk_quote(None, [], "1", "1", "0", None)  # type: ignore[arg-type,union-attr,unused-ignore]
+
+
+@needs_c
+def test_the_detector_gives_the_cap_to_the_compiled_walk_only() -> None:
+    """The compiled walk tests the cap at each step, so it always gets it; the Decimal loop (buy fee in base)
+    gets None when the whole ask side cannot reach the cap, and so skips a division per step."""
+    d = SpreadDetector({"a": Decimal("0.001")}, DetectorSettings(), Metrics())
+    small = BookView("a", "S/USDT", True, [("99", "1")], [("100", "2")], 0, time.time_ns(), 99.0, 100.0)
+    assert d._cap(small, in_base=False) == DetectorSettings().max_notional_quote
+    assert d._cap(small, in_base=True) is None

@@ -254,7 +254,8 @@ class SpreadDetector:
               trigger_ns: int) -> Opportunity | None:
         """A pair that passed the pre-screen in :meth:`update`: walk both books, check the route, qualify."""
         s = self.settings
-        fill = walk(buy.asks, sell.bids, pf.buy, pf.sell, s.min_net_bps, self._cap(buy), pf.buy_fee_in_base,
+        in_base = pf.buy_fee_in_base
+        fill = walk(buy.asks, sell.bids, pf.buy, pf.sell, s.min_net_bps, self._cap(buy, in_base), in_base,
                     buy.dec_asks, sell.dec_bids)
         if fill is None:
             self._refuse("insufficient_depth", buy.venue)
@@ -323,7 +324,7 @@ class SpreadDetector:
         bfee, sfee = fm.taker(buy.venue, buy.symbol), fm.taker(sell.venue, sell.symbol)
         in_base = fm.buy_fee_in_base(buy.venue)
         scaled = [(str(Decimal(p) * rate), q) for p, q in sell.bids]  # the bids in QA, conversion fee included
-        fill = walk(buy.asks, scaled, bfee, sfee, s.min_net_bps, self._cap(buy), in_base, buy.dec_asks)
+        fill = walk(buy.asks, scaled, bfee, sfee, s.min_net_bps, self._cap(buy, in_base), in_base, buy.dec_asks)
         if fill is None:
             if Decimal(scaled[0][0]) > Decimal(buy.asks[0][0]):
                 self._refuse("below_fees", buy.venue)
@@ -357,12 +358,12 @@ class SpreadDetector:
 
         return self.tracker.qualify_lazy(key, make, check.net_bps, fill.size, check.profit, now_ns)
 
-    def _cap(self, buy: BookView) -> Decimal | None:
+    def _cap(self, buy: BookView, in_base: bool) -> Decimal | None:
         """``max_notional_quote`` for a walk of ``buy``'s asks, or None when it cannot bind: the whole
         side costs less than it with a wide margin (so the Decimal walk skips a division per step). The
-        compiled walk tests the cap exactly at each step for free: it always gets it."""
+        compiled walk (buy fee in quote) tests the cap exactly at each step for free: it always gets it."""
         cap = self.settings.max_notional_quote
-        if spread.compiled_walk is not None:
+        if spread.compiled_walk is not None and not in_base:
             return cap
         return None if buy.asks_notional_bound() < self._cap_free_below else cap
 

@@ -107,14 +107,15 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
     the exact string: the same figures either way). The compiled walk reads the strings and leaves them."""
     if buy_fee_in_base:
         return _walk_base(asks, bids, buy_fee, sell_fee, min_net_bps, max_notional, ask_cache, bid_cache)
-    up, down, thr = 1 + buy_fee, 1 - sell_fee, min_net_bps / BPS
     if compiled_walk is not None:
-        got = compiled_walk(asks, bids, *_factors(buy_fee, sell_fee, min_net_bps, max_notional))
+        up, down, up_s, down_s, thr_s, cap_s = _factors(buy_fee, sell_fee, min_net_bps, max_notional)
+        got = compiled_walk(asks, bids, up_s, down_s, thr_s, cap_s)
         if got is None:
             return None
         if got is not NotImplemented:
             size, cost, proceeds, used_a, used_b = got
             return Fill(size, cost, proceeds, cost * up, proceeds * down, used_a, used_b, None, buy_fee, sell_fee)
+    up, down, thr = 1 + buy_fee, 1 - sell_fee, min_net_bps / BPS
     ca = [] if ask_cache is None else ask_cache
     cb = [] if bid_cache is None else bid_cache
     size = cost = proceeds = ZERO
@@ -167,10 +168,11 @@ def walk(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal
 
 @lru_cache(maxsize=1024)
 def _factors(buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
-             max_notional: Decimal | None) -> tuple[str, str, str, str | None]:
-    """The compiled walk's ``up``, ``down``, ``thr`` and ``cap``: the str() of the Decimals :func:`walk` uses."""
-    return (str(1 + buy_fee), str(1 - sell_fee), str(min_net_bps / BPS),
-            None if max_notional is None else str(max_notional))
+             max_notional: Decimal | None) -> tuple[Decimal, Decimal, str, str, str, str | None]:
+    """``up`` and ``down`` as :func:`walk` computes them, then the compiled walk's ``up``, ``down``, ``thr``
+    and ``cap`` arguments: the str() of those Decimals (computed once per set of fees, not per walk)."""
+    up, down = 1 + buy_fee, 1 - sell_fee
+    return up, down, str(up), str(down), str(min_net_bps / BPS), None if max_notional is None else str(max_notional)
 
 
 def _walk_base(asks: list[Pair], bids: list[Pair], buy_fee: Decimal, sell_fee: Decimal, min_net_bps: Decimal,
