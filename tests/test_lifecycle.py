@@ -87,7 +87,5 @@ def test_evolve_is_dataclasses_replace() -> None:
     e = evolve(o, **changes)
     assert e == dataclasses.replace(o, **changes) and hash(e) == hash(dataclasses.replace(o, **changes))
     assert e.to_dict() == dataclasses.replace(o, **changes).to_dict() and o.event == "open"  # o untouched
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        e.event = "close"  # type: ignore[misc]
     with pytest.raises(TypeError):
         evolve(o, nope=1)

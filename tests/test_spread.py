@@ -261,3 +261,23 @@ def test_a_close_caused_by_a_resyncing_book_carries_a_receive_time() -> None:
     later = now + 5_000_000
     closes = d.update(gone, later)
     assert [(o.event, o.recv_ns) for o in closes] == [("close", later)]
+
+
+def test_fmt_rounds_half_even_and_drops_trailing_zeros_as_quantize_would() -> None:
+    import random
+
+    from scanner.detect.spread import fmt
+
+    def reference(d: Decimal, places: int) -> str:  # the definition: quantize, then normalise
+        s = format(d.quantize(Decimal(1).scaleb(-places)).normalize(), "f")
+        return "0" if s in ("-0", "") else s
+
+    rng = random.Random(7)
+    cases = [Decimal(x) for x in ("0", "-0", "100", "-100.000", "0E-20", "1E+5", "5E-13", "1.5E-12", "2.5E-12",
+                                  "-0.00000000000050", "0.00000000000150", "12.50", "-7.25")]
+    cases += [Decimal(rng.choice(("1", "-1", "0.5", "123.456"))) * Decimal(rng.random())
+              * Decimal(10) ** rng.randint(-15, 12) for _ in range(20_000)]
+    for d in cases:
+        for places in (0, 4, 8, 12):
+            assert fmt(d, places) == reference(d, places), (d, places)
+    assert fmt(Decimal("2.5"), 0) == "2" and fmt(Decimal("3.5"), 0) == "4" and fmt(Decimal("1.50"), 4) == "1.5"

@@ -29,7 +29,7 @@ from scanner.model import Opportunity
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
 from scanner.transfer.build import build_checker
-from scanner.transfer.route import TransferChecker, no_transfer_data
+from scanner.transfer.route import Check, TransferChecker, no_transfer_data
 
 POLL_INTERVAL_NS = 100_000_000  # poll() does its work at most this often
 
@@ -267,10 +267,9 @@ class SpreadDetector:
         if check.profit < s.min_profit_quote:
             self._refuse("below_min_profit", buy.venue)
             return self._close(key, now_ns, trigger_ns)
-        include = self.transfers.include_fee
 
         def make() -> Opportunity:  # the figures are formatted only when an event carries them
-            return check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), include)
+            return self._opportunity(buy, sell, fill, check, now_ns, trigger_ns)
 
         return self.tracker.qualify_lazy(key, make, check.net_bps, fill.size, check.profit, now_ns)
 
@@ -346,10 +345,9 @@ class SpreadDetector:
         if check.profit < s.min_profit_quote:
             self._refuse("below_min_profit", buy.venue)
             return self._close(key, now_ns, trigger_ns)
-        include = self.transfers.include_fee
 
         def make() -> Opportunity:
-            opp = check.annotate(self._opportunity(buy, sell, fill, now_ns, trigger_ns), include)
+            opp = self._opportunity(buy, sell, fill, check, now_ns, trigger_ns)
             return dataclasses.replace(
                 opp, buy_symbol=buy.symbol, sell_symbol=sell.symbol, conversion_symbol=cb.symbol,
                 conversion_side=conv.side, conversion_in=fmt(conv.amount_in, 12),
@@ -370,16 +368,22 @@ class SpreadDetector:
     def _close(self, key: Key, now_ns: int, trigger_ns: int) -> Opportunity | None:
         return self.tracker.drop(key, now_ns, trigger_ns) if len(self.tracker) else None
 
-    def _opportunity(self, buy: BookView, sell: BookView, fill: Fill, now_ns: int, trigger_ns: int) -> Opportunity:
+    def _opportunity(self, buy: BookView, sell: BookView, fill: Fill, check: Check, now_ns: int,
+                     trigger_ns: int) -> Opportunity:
+        """The event's figures: the fill's, with profit and net edge as the transfer check left them (the
+        withdrawal fee subtracted when ``transfer_mode`` includes it) and the route found."""
+        route = check.route
         return Opportunity(
             symbol=buy.symbol, buy_venue=buy.venue, sell_venue=sell.venue,
             size=fmt(fill.size, 12), buy_vwap=fmt(fill.buy_vwap, 12), sell_vwap=fmt(fill.sell_vwap, 12),
-            gross_bps=fmt(fill.gross_bps, 4), net_bps=fmt(fill.net_bps, 4), profit_quote=fmt(fill.profit, 8),
+            gross_bps=fmt(fill.gross_bps, 4), net_bps=fmt(check.net_bps, 4), profit_quote=fmt(check.profit, 8),
             buy_fee=str(fill.buy_fee), sell_fee=str(fill.sell_fee),
             buy_book_age_ms=_age_ms(buy, now_ns), sell_book_age_ms=_age_ms(sell, now_ns),
             levels_buy=fill.levels_buy, levels_sell=fill.levels_sell, recv_ns=trigger_ns, detected_ns=now_ns,
             buy_integrity=buy.integrity, sell_integrity=sell.integrity,
             net_size=fmt(fill.net_size, 12), buy_fee_currency="base" if fill.buy_fee_in_base else "quote",
+            transfer_status=route.status, transfer_network=route.network,
+            transfer_fee="" if route.fee is None else fmt(route.fee, 12),
         )
 
     def book_count(self) -> int:

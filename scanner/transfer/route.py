@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from scanner.detect.spread import BPS, Fill, fmt
-from scanner.model import Opportunity, evolve
+from scanner.detect.spread import BPS, Fill
 from scanner.store.schema import BookView
 from scanner.transfer.model import Network, Status, TransferTable
 
@@ -60,15 +59,6 @@ class Check:
     route: Route
     profit: Decimal
     net_bps: Decimal
-
-    def annotate(self, opp: Opportunity, include_fee: bool) -> Opportunity:
-        r = self.route
-        if include_fee:
-            return evolve(opp, transfer_status=r.status, transfer_network=r.network,
-                          transfer_fee="" if r.fee is None else fmt(r.fee, 12), profit_quote=fmt(self.profit, 8),
-                          net_bps=fmt(self.net_bps, 4))
-        return evolve(opp, transfer_status=r.status, transfer_network=r.network,
-                      transfer_fee="" if r.fee is None else fmt(r.fee, 12))
 
 
 UNKNOWN = Route("unknown")
