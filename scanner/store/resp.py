@@ -37,6 +37,7 @@ _pack: Callable[[tuple[Arg, ...]], bytes] = hiredis.pack_command  # type: ignore
 class _Pending:
     n: int
     fut: asyncio.Future[list[Any]]
+    deadline: float  # loop time by which its replies must have come
     replies: list[Any] = field(default_factory=list)
 
 
@@ -46,6 +47,7 @@ class _Protocol(asyncio.Protocol):
         self.pending: deque[_Pending] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.watch: asyncio.TimerHandle | None = None  # the reply deadline of the oldest pending write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -74,6 +76,9 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or RedisConnectionError("connection closed by the server")
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
         self._fail(RedisConnectionError(f"redis connection lost: {self.lost}"))
 
     def _fail(self, exc: BaseException) -> None:
@@ -123,19 +128,30 @@ class RespConnection:
         assert proto.transport is not None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
-        proto.pending.append(_Pending(len(commands), fut))
+        deadline = loop.time() + self.timeout
+        proto.pending.append(_Pending(len(commands), fut, deadline))
         proto.transport.write(b"".join([_pack(tuple(c)) for c in commands]))
-        timer = loop.call_later(self.timeout, self._expire, proto, fut)
-        fut.add_done_callback(lambda _: timer.cancel())
+        if proto.watch is None:  # one timer per connection, not one per write: replies come in order
+            proto.watch = loop.call_at(deadline, self._watch, proto)
         return fut
 
-    def _expire(self, proto: _Protocol, fut: asyncio.Future[list[Any]]) -> None:
-        if not fut.done():  # a late reply would be matched to the wrong request: start over on a new connection
-            proto._fail(RedisTimeoutError(f"no reply from redis within {self.timeout:.1f} s"))
-            if proto.transport is not None:
-                proto.transport.abort()
-            if self._proto is proto:
-                self._proto = None
+    def _watch(self, proto: _Protocol) -> None:
+        """The oldest write's deadline came: expire the connection if its replies are still missing, else
+        wait for the deadline of the oldest one still pending (writes share one timeout, so it is the first due)."""
+        proto.watch = None
+        if not proto.pending:
+            return
+        loop = asyncio.get_running_loop()
+        head = proto.pending[0]
+        if head.deadline > loop.time():
+            proto.watch = loop.call_at(head.deadline, self._watch, proto)
+            return
+        # a late reply would be matched to the wrong request: start over on a new connection
+        proto._fail(RedisTimeoutError(f"no reply from redis within {self.timeout:.1f} s"))
+        if proto.transport is not None:
+            proto.transport.abort()
+        if self._proto is proto:
+            self._proto = None
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:
