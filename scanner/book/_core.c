@@ -4,7 +4,7 @@
  * negated), pxs and szs (the venue's exact price and size strings). These loops only move
  * references between lists; the strings are never re-formatted.
  *
- *   apply_rows(keys, pxs, szs, rows, neg, watch) -> bool
+ *   apply_rows(keys, pxs, szs, rows, neg, watch) -> bool   (a batch of >= 32 rows: one merge, see merge_rows)
  *   load_rows(rows, neg) -> (keys, pxs, szs)
  *   interleaved_crc32(bpx, bsz, apx, asz, depth) -> int   (signed, as OKX and Bitget send it)
  *   kraken_crc32(bpx, bsz, apx, asz, depth) -> int        (unsigned, Kraken's asks-then-bids digits)
@@ -308,95 +308,6 @@ list_ins(PyObject *lst, Py_ssize_t i, PyObject *obj)
     return 0;
 }
 
-static PyObject *
-apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "apply_rows(keys, pxs, szs, rows, neg, watch)");
-        return NULL;
-    }
-    PyObject *keys = args[0], *pxs = args[1], *szs = args[2], *rows = args[3];
-    if (!PyList_CheckExact(keys) || !PyList_CheckExact(pxs) || !PyList_CheckExact(szs)) {
-        PyErr_SetString(PyExc_TypeError, "apply_rows: keys, pxs and szs must be lists");
-        return NULL;
-    }
-    int neg = PyObject_IsTrue(args[4]);
-    Py_ssize_t watch = PyLong_AsSsize_t(args[5]);
-    if (neg < 0 || (watch == -1 && PyErr_Occurred()))
-        return NULL;
-    PyObject *seq = PySequence_Fast(rows, "apply_rows: rows must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t nrows = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    int touched = 0;
-    for (Py_ssize_t r = 0; r < nrows; r++) {
-        PyObject *px, *sz;
-        int owned;
-        double p, q;
-        if (row_items(items[r], &px, &sz, &owned) < 0)
-            goto fail;
-        if (read_number(px, &p) < 0 || read_number(sz, &q) < 0 || check_level(px, sz, p, q) < 0) {
-            if (owned) {
-                Py_DECREF(px);
-                Py_DECREF(sz);
-            }
-            goto fail;
-        }
-        double k = neg ? -p : p;
-        Py_ssize_t n = PyList_GET_SIZE(keys);
-        Py_ssize_t i = lower_bound(keys, k);
-        int rc = 0, changed = 1;
-        if (i < n && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, i)) == k) {
-            if (q == 0.0) {
-                if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) {
-                    PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
-                    rc = -1;
-                }
-                else {
-                    list_del(keys, i);
-                    list_del(pxs, i);
-                    list_del(szs, i);
-                }
-            }
-            else {
-                Py_INCREF(px);
-                Py_INCREF(sz);
-                rc = PyList_SetItem(pxs, i, px);
-                rc = rc ? rc : PyList_SetItem(szs, i, sz);
-            }
-        }
-        else if (q != 0.0) {
-            if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) {
-                PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
-                rc = -1;
-            }
-            else {
-                PyObject *kf = PyFloat_FromDouble(k);
-                rc = kf ? list_ins(keys, i, kf) : -1;
-                Py_XDECREF(kf);
-                rc = rc ? rc : list_ins(pxs, i, px);
-                rc = rc ? rc : list_ins(szs, i, sz);
-            }
-        }
-        else
-            changed = 0; /* deleting a level we do not hold changes nothing */
-        if (owned) {
-            Py_DECREF(px);
-            Py_DECREF(sz);
-        }
-        if (rc < 0)
-            goto fail;
-        if (changed && i < watch)
-            touched = 1;
-    }
-    Py_DECREF(seq);
-    return PyBool_FromLong(touched);
-fail:
-    Py_DECREF(seq);
-    return NULL;
-}
-
 typedef struct {
     double k;
     Py_ssize_t idx; /* row index: equal keys keep input order, so the last row wins */
@@ -494,6 +405,417 @@ done:
     Py_XDECREF(szs);
     Py_DECREF(seq);
     return out;
+}
+
+/* The rows one at a time: a bisect and an in-place store, insert or delete per row. Cheapest for the
+ * common small diff; a big batch goes through merge_rows instead (the result is the same). */
+static int
+rows_one_by_one(PyObject *keys, PyObject *pxs, PyObject *szs, PyObject **items, Py_ssize_t nrows, int neg,
+                Py_ssize_t watch)
+{
+    int touched = 0;
+    for (Py_ssize_t r = 0; r < nrows; r++) {
+        PyObject *px, *sz;
+        int owned;
+        double p, q;
+        if (row_items(items[r], &px, &sz, &owned) < 0)
+            return -1;
+        if (read_number(px, &p) < 0 || read_number(sz, &q) < 0 || check_level(px, sz, p, q) < 0) {
+            if (owned) {
+                Py_DECREF(px);
+                Py_DECREF(sz);
+            }
+            return -1;
+        }
+        double k = neg ? -p : p;
+        Py_ssize_t n = PyList_GET_SIZE(keys);
+        Py_ssize_t i = lower_bound(keys, k);
+        int rc = 0, changed = 1;
+        if (i < n && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, i)) == k) {
+            if (q == 0.0) {
+                if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) {
+                    PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
+                    rc = -1;
+                }
+                else {
+                    list_del(keys, i);
+                    list_del(pxs, i);
+                    list_del(szs, i);
+                }
+            }
+            else {
+                Py_INCREF(px);
+                Py_INCREF(sz);
+                rc = PyList_SetItem(pxs, i, px);
+                rc = rc ? rc : PyList_SetItem(szs, i, sz);
+            }
+        }
+        else if (q != 0.0) {
+            if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) {
+                PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
+                rc = -1;
+            }
+            else {
+                PyObject *kf = PyFloat_FromDouble(k);
+                rc = kf ? list_ins(keys, i, kf) : -1;
+                Py_XDECREF(kf);
+                rc = rc ? rc : list_ins(pxs, i, px);
+                rc = rc ? rc : list_ins(szs, i, sz);
+            }
+        }
+        else
+            changed = 0; /* deleting a level we do not hold changes nothing */
+        if (owned) {
+            Py_DECREF(px);
+            Py_DECREF(sz);
+        }
+        if (rc < 0)
+            return -1;
+        if (changed && i < watch)
+            touched = 1;
+    }
+    return touched;
+}
+
+/* ---- merge_rows: a big batch (a price shock replaces a whole side) in O(levels + rows) -------------------
+ *
+ * One by one, each insert or delete shifts the rest of three lists: O(rows x levels). merge_rows reads and
+ * checks every row first, sorts the changes by key (stable: equal keys stay in row order), keeps the last
+ * row of each key (each row sets a level's absolute size, so the last one is what the loop leaves), and
+ * builds the three new item arrays in one merge of the old side with the changes, moving the kept
+ * references instead of copying them. The arrays are swapped into the caller's list objects, so the lists
+ * (BookSide holds them) stay the same objects.
+ *
+ * touched is the one-by-one loop's flag: some row changed the side at a position < watch at the time it
+ * was applied. Until the first such row, every change lands at a position >= watch, so the best
+ * min(watch, len) levels are those of the side before the batch and every level behind them has a key
+ * above T, the last of them (+inf when the side is shorter than watch). A row is then at a position
+ * < watch iff its key is <= T, and it changes something there iff its size is non-zero (store or
+ * insert) or its key is one of those levels (delete). So touched iff watch > 0 and some row has key <= T
+ * and (size != 0 or key among the best min(watch, len) old keys): independent of the rows' order, which
+ * the merge does not keep. tests/test_book_core.py checks this against pycore on random and adversarial
+ * batches.
+ *
+ * A bad row (what the loop would raise at) stops the reading; the rows before it are merged, as the loop
+ * would have applied them, and then its error is raised. */
+
+static Py_ssize_t merge_min_rows = 32; /* rows in one side's batch from which merge_rows is used */
+
+/* Sort lv[0:n] by (k, idx) with natural runs: ascending runs are kept, strictly descending ones reversed,
+ * then adjacent runs merged pairwise (ties to the left run, so the order stays stable). Venues send a
+ * side's rows in price order (one run) or deletes then inserts (two): one pass or none. tmp holds n. */
+static void
+sort_levels(level_t *lv, level_t *tmp, Py_ssize_t n, Py_ssize_t *runs)
+{
+    Py_ssize_t nr = 0, i = 0;
+    while (i < n) {
+        Py_ssize_t j = i + 1;
+        if (j < n && lv[j].k < lv[i].k) {
+            while (j < n && lv[j].k < lv[j - 1].k)
+                j++;
+            for (Py_ssize_t a = i, b = j - 1; a < b; a++, b--) { /* strictly descending: no equal keys */
+                level_t t = lv[a];
+                lv[a] = lv[b];
+                lv[b] = t;
+            }
+        }
+        else
+            while (j < n && lv[j].k >= lv[j - 1].k)
+                j++;
+        runs[nr++] = i;
+        i = j;
+    }
+    runs[nr] = n;
+    /* a reversed run ends where the next starts with a smaller key: keep merging until one run is left */
+    while (nr > 1) {
+        Py_ssize_t out = 0;
+        for (Py_ssize_t r = 0; r < nr; r += 2) {
+            if (r + 1 == nr) {
+                runs[out++] = runs[r];
+                break;
+            }
+            Py_ssize_t a = runs[r], am = runs[r + 1], b = am, bm = runs[r + 2], o = a;
+            if (lv[am - 1].k <= lv[b].k) { /* already in order */
+                runs[out++] = a;
+                continue;
+            }
+            memcpy(tmp + a, lv + a, (size_t)(bm - a) * sizeof(level_t));
+            while (a < am && b < bm)
+                lv[o++] = tmp[b].k < tmp[a].k ? tmp[b++] : tmp[a++];
+            while (a < am)
+                lv[o++] = tmp[a++];
+            while (b < bm)
+                lv[o++] = tmp[b++];
+            runs[out++] = runs[r];
+        }
+        runs[out] = n;
+        nr = out;
+    }
+}
+
+/* The first index in [lo, n) whose key is >= k, all keys before lo being < k: steps of 1, 2, 4, ... from lo,
+ * then a bisection of the last step. */
+static inline Py_ssize_t
+gallop(PyObject **ok, Py_ssize_t lo, Py_ssize_t n, double k)
+{
+    Py_ssize_t hi = lo, step = 1;
+    while (hi < n && PyFloat_AS_DOUBLE(ok[hi]) < k) {
+        lo = hi + 1;
+        hi += step;
+        step <<= 1;
+    }
+    if (hi > n)
+        hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (PyFloat_AS_DOUBLE(ok[mid]) < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Install items[0:n] (PyMem_Malloc'd, references owned) as lst's contents and free its old item array,
+ * whose references the caller has already moved or queued for release. */
+static void
+list_install(PyObject *lst, PyObject **items, Py_ssize_t n)
+{
+    PyListObject *l = (PyListObject *)lst;
+    PyObject **old = l->ob_item;
+    if (n == 0) {
+        PyMem_Free(items);
+        items = NULL;
+    }
+    l->ob_item = items;
+    Py_SET_SIZE(l, n);
+    l->allocated = n;
+    PyMem_Free(old);
+}
+
+static int
+merge_rows(PyObject *keys, PyObject *pxs, PyObject *szs, PyObject **items, Py_ssize_t nrows, int neg,
+           Py_ssize_t watch)
+{
+    int touched = 0, rc = -1;
+    PyObject *et = NULL, *ev = NULL, *etb = NULL; /* the bad row's error, raised after its predecessors */
+    Py_ssize_t nv = 0, m = 0, n_ins = 0, n_drop = 0;
+    level_t *lv = PyMem_Malloc(sizeof(level_t) * (size_t)nrows * 2);
+    Py_ssize_t *runs = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nrows + 1));
+    PyObject **pxv = PyMem_Malloc(sizeof(PyObject *) * (size_t)nrows * 2), **szv = pxv + nrows;
+    PyObject **ins = NULL, **drop = NULL, **nk = NULL, **np = NULL, **ns = NULL;
+    Py_ssize_t *at = NULL; /* per change: 2 x its position in the old side, + 1 if it holds that key */
+    if (lv == NULL || runs == NULL || pxv == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; nv < nrows; nv++) {
+        PyObject *px, *sz;
+        int owned;
+        double p, q;
+        if (row_items(items[nv], &px, &sz, &owned) < 0)
+            break;
+        if (!owned) {
+            Py_INCREF(px);
+            Py_INCREF(sz);
+        }
+        if (read_number(px, &p) < 0 || read_number(sz, &q) < 0 || check_level(px, sz, p, q) < 0) {
+            Py_DECREF(px);
+            Py_DECREF(sz);
+            break;
+        }
+        pxv[nv] = px;
+        szv[nv] = sz;
+        lv[nv].k = neg ? -p : p;
+        lv[nv].q = q;
+        lv[nv].idx = nv;
+    }
+    if (nv < nrows)
+        PyErr_Fetch(&et, &ev, &etb);
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (PyList_GET_SIZE(pxs) != n || PyList_GET_SIZE(szs) != n) { /* only if reading a row changed them */
+        PyErr_SetString(PyExc_ValueError, "apply_rows: keys, pxs and szs differ in length");
+        goto done;
+    }
+    PyObject **ok = ((PyListObject *)keys)->ob_item, **op = ((PyListObject *)pxs)->ob_item,
+             **os = ((PyListObject *)szs)->ob_item;
+    if (et == NULL && watch > 0) {
+        Py_ssize_t w = watch < n ? watch : n;
+        double top = watch <= n ? PyFloat_AS_DOUBLE(ok[watch - 1]) : INFINITY;
+        for (Py_ssize_t r = 0; r < nv && !touched; r++) {
+            if (!(lv[r].k <= top))
+                continue;
+            if (lv[r].q != 0.0)
+                touched = 1;
+            else {
+                Py_ssize_t lo = 0, hi = w;
+                while (lo < hi) {
+                    Py_ssize_t mid = (lo + hi) >> 1;
+                    if (PyFloat_AS_DOUBLE(ok[mid]) < lv[r].k)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                touched = lo < w && PyFloat_AS_DOUBLE(ok[lo]) == lv[r].k;
+            }
+        }
+    }
+    sort_levels(lv, lv + nrows, nv, runs);
+    for (Py_ssize_t j = 0; j < nv; j++) /* the last row of each key */
+        if (j + 1 == nv || lv[j + 1].k != lv[j].k)
+            lv[m++] = lv[j];
+    /* pass 1: where each change lands in the old side (a galloping search from the last one: O(changes x log)
+     * when they are few), the new length, and a key object for each insert. Nothing is changed yet. */
+    ins = PyMem_Malloc(sizeof(PyObject *) * (size_t)(m ? m : 1));
+    drop = PyMem_Malloc(sizeof(PyObject *) * (size_t)(3 * m + 1));
+    at = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(m ? m : 1));
+    if (ins == NULL || drop == NULL || at == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t i = 0, out = n;
+    for (Py_ssize_t j = 0; j < m; j++) {
+        double k = lv[j].k;
+        i = gallop(ok, i, n, k);
+        if (i < n && PyFloat_AS_DOUBLE(ok[i]) == k) {
+            at[j] = 2 * i + 1;
+            out -= lv[j].q == 0.0; /* delete, or store */
+            i++;
+        }
+        else {
+            at[j] = 2 * i;
+            if (lv[j].q != 0.0) {
+                if ((ins[n_ins] = PyFloat_FromDouble(k)) == NULL)
+                    goto done;
+                n_ins++;
+                out++;
+            }
+        }
+    }
+    Py_ssize_t cap = out ? out : 1;
+    nk = PyMem_Malloc(sizeof(PyObject *) * (size_t)cap);
+    np = PyMem_Malloc(sizeof(PyObject *) * (size_t)cap);
+    ns = PyMem_Malloc(sizeof(PyObject *) * (size_t)cap);
+    if (nk == NULL || np == NULL || ns == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* pass 2: move the kept references (runs between changes as blocks), take the rows' strings; cannot fail */
+    Py_ssize_t o = 0, t = 0;
+    i = 0;
+    for (Py_ssize_t j = 0; j <= m; j++) {
+        Py_ssize_t to = j < m ? at[j] >> 1 : n;
+        if (to > i) {
+            memcpy(nk + o, ok + i, (size_t)(to - i) * sizeof(PyObject *));
+            memcpy(np + o, op + i, (size_t)(to - i) * sizeof(PyObject *));
+            memcpy(ns + o, os + i, (size_t)(to - i) * sizeof(PyObject *));
+            o += to - i;
+            i = to;
+        }
+        if (j == m)
+            break;
+        PyObject *px = pxv[lv[j].idx], *sz = szv[lv[j].idx];
+        if (at[j] & 1) {
+            if (lv[j].q != 0.0) {
+                nk[o] = ok[i];
+                np[o] = Py_NewRef(px);
+                ns[o++] = Py_NewRef(sz);
+            }
+            else
+                drop[n_drop++] = ok[i];
+            drop[n_drop++] = op[i];
+            drop[n_drop++] = os[i++];
+        }
+        else if (lv[j].q != 0.0) {
+            nk[o] = ins[t++];
+            np[o] = Py_NewRef(px);
+            ns[o++] = Py_NewRef(sz);
+        }
+    }
+    n_ins = 0; /* all moved into nk */
+    list_install(keys, nk, out);
+    list_install(pxs, np, out);
+    list_install(szs, ns, out);
+    nk = np = ns = NULL;
+    for (Py_ssize_t d = 0; d < n_drop; d++)
+        Py_DECREF(drop[d]);
+    rc = touched;
+done:
+    for (Py_ssize_t j = 0; j < n_ins; j++)
+        Py_DECREF(ins[j]);
+    if (pxv != NULL)
+        for (Py_ssize_t r = 0; r < nv; r++) {
+            Py_DECREF(pxv[r]);
+            Py_DECREF(szv[r]);
+        }
+    PyMem_Free(lv);
+    PyMem_Free(runs);
+    PyMem_Free(pxv);
+    PyMem_Free(ins);
+    PyMem_Free(drop);
+    PyMem_Free(at);
+    PyMem_Free(nk);
+    PyMem_Free(np);
+    PyMem_Free(ns);
+    if (et != NULL) {
+        if (rc < 0) { /* merging the rows before the bad one failed: that error is the one raised */
+            Py_DECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+        }
+        else {
+            PyErr_Restore(et, ev, etb);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* set_merge_min(n) -> int: the batch size from which a side's rows are merged instead of applied one by
+ * one (returns the previous value). For the tests, which drive both paths on the same batches. */
+static PyObject *
+set_merge_min(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(arg);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t old = merge_min_rows;
+    merge_min_rows = v < 1 ? 1 : v;
+    return PyLong_FromSsize_t(old);
+}
+
+static PyObject *
+apply_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "apply_rows(keys, pxs, szs, rows, neg, watch)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *pxs = args[1], *szs = args[2], *rows = args[3];
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(pxs) || !PyList_CheckExact(szs)) {
+        PyErr_SetString(PyExc_TypeError, "apply_rows: keys, pxs and szs must be lists");
+        return NULL;
+    }
+    int neg = PyObject_IsTrue(args[4]);
+    Py_ssize_t watch = PyLong_AsSsize_t(args[5]);
+    if (neg < 0 || (watch == -1 && PyErr_Occurred()))
+        return NULL;
+    PyObject *seq = PySequence_Fast(rows, "apply_rows: rows must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t nrows = PySequence_Fast_GET_SIZE(seq), n = PyList_GET_SIZE(keys);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int touched;
+    /* the merge needs three distinct lists of one length; anything else keeps the loop and its errors */
+    if (nrows >= merge_min_rows && PyList_GET_SIZE(pxs) == n && PyList_GET_SIZE(szs) == n && keys != pxs &&
+        keys != szs && pxs != szs)
+        touched = merge_rows(keys, pxs, szs, items, nrows, neg, watch);
+    else
+        touched = rows_one_by_one(keys, pxs, szs, items, nrows, neg, watch);
+    Py_DECREF(seq);
+    if (touched < 0)
+        return NULL;
+    return PyBool_FromLong(touched);
 }
 
 /* Grow buf (stack or heap) to hold need bytes; -1 with MemoryError. */
@@ -1677,6 +1999,8 @@ static PyMethodDef methods[] = {
     {"new_slots", (PyCFunction)(void (*)(void))new_slots, METH_FASTCALL,
      "new_slots(cls, *values) -> cls instance: slots set in __slots__ order, __init__ not run"},
     {"crc32", crc32_bytes, METH_O, "crc32(data) -> int: zlib.crc32(data), computed here"},
+    {"set_merge_min", set_merge_min, METH_O,
+     "set_merge_min(n) -> int: merge a side's batch of >= n rows instead of applying them one by one (tests)"},
     {"set_clmul", set_clmul, METH_O, "set_clmul(flag) -> bool: use carry-less multiplication if the CPU has it"},
     {NULL, NULL, 0, NULL},
 };
