@@ -49,8 +49,11 @@ BPS = Decimal(10_000)
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fill:
+    """One walk's result; a value, never changed once made (not ``frozen``: its ``__init__`` is 4x
+    cheaper without, and one is made per walk)."""
+
     size: Decimal  # base quantity
     cost: Decimal  # sum(ask * qty), before fees
     proceeds: Decimal  # sum(bid * qty), before fees

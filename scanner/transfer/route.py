@@ -50,10 +50,11 @@ class Route:
     suspect: bool = False  # contract addresses differ on a common network
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Check:
     """The verdict on one walk: ``refusal`` (a scanner_refusals_total reason) or the figures to
-    report; ``profit``/``net_bps`` have the withdrawal fee taken off in ``include`` mode."""
+    report; ``profit``/``net_bps`` have the withdrawal fee taken off in ``include`` mode. A value, made
+    once per walk (not ``frozen``, whose ``__init__`` costs more than the check itself)."""
 
     refusal: str | None
     route: Route
