@@ -3,6 +3,7 @@ on every recorded frame and on frames that only nearly fit it; malformed frames 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
@@ -10,6 +11,7 @@ import pytest
 
 from scanner.book.errors import ParseError
 from scanner.capture import Recv, read_cryptofeed
+from scanner.model import BookMsg, Control
 from scanner.venues.okx import OkxParser
 
 
@@ -24,9 +26,15 @@ def test_hot_path_equals_the_general_path_on_the_recording(recorded_dir: Path) -
                 with pytest.raises(ParseError):
                     p.parse(rec.data, 7)
                 continue
-            assert p.parse(rec.data, 7) == expected
+            assert _cut(p.parse(rec.data, 7)) == _cut(expected)
             n += 1
     assert n > 400  # the recording: 410 frames of `books`, acks and pongs
+
+
+def _cut(out: list[BookMsg | Control]) -> list[object]:
+    """Levels as [price, size]: the compiled okx_books scanner drops the extras the book never reads."""
+    return [dataclasses.replace(m, bids=[r[:2] for r in m.bids], asks=[r[:2] for r in m.asks])
+            if isinstance(m, BookMsg) else m for m in out]
 
 
 BOOK = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update",
@@ -47,7 +55,7 @@ def test_near_misses_of_the_hot_path_parse_as_the_general_path_says(change: obje
     d = orjson.loads(orjson.dumps(BOOK))
     change(d)  # type: ignore[operator]
     p = OkxParser("books")
-    assert p.parse(orjson.dumps(d), 5) == p.parse_object(d, 5)
+    assert _cut(p.parse(orjson.dumps(d), 5)) == _cut(p.parse_object(d, 5))
 
 
 @pytest.mark.parametrize("frame", [

@@ -14,6 +14,7 @@
  *   coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks), ...]) | None
  *   kraken_v1(text) -> (pair, name, asks, bids, checksum) | None
  *   kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None
+ *   okx_books(text) -> (inst, action, bids, asks, seqId, prevSeqId, checksum, ts) | None
  *   new_slots(cls, *values) -> cls instance (slots set in __slots__ order, __init__ not run)
  *
  * Numbers are read the way float() reads them (PyOS_string_to_double for plain ASCII, else
@@ -1750,8 +1751,9 @@ sc_kc_rows(scan_t *s, PyObject **out)
     return sc_char(s, ']');
 }
 
-/* The symbols read last, by a hash of their text: a repeated symbol comes back as the same str (already hashed
- * for the caller's dict look-ups) instead of a new one. Holds at most 64 short strs for the module's life. */
+/* The symbols read last (KuCoin symbols, OKX instIds), by a hash of their text: a repeated symbol comes back as
+ * the same str (already hashed for the caller's dict look-ups) instead of a new one. Holds at most 64 short strs
+ * for the module's life. */
 static PyObject *kc_symbols[64];
 
 static PyObject *
@@ -1902,6 +1904,229 @@ done:
     return out;
 }
 
+/* ---- okx_books: OKX {"arg":{"channel":"books","instId":..},"action":..,"data":[{..}]} order-book frames --------
+ * A book frame's levels are [price, size, "0", orderCount]: each level becomes a new [price, size] list (the
+ * extras, which the book never reads, are checked to be strings or numbers and skipped). Keys in any order, other
+ * keys skipped; a repeated key that is read, a channel other than "books", data of other than one item, an action
+ * other than "update"/"snapshot", integers beyond int64 or ts other than a string of digits: None (the caller then
+ * decodes the frame in full). */
+
+/* A JSON integer that fits int64; 0 if the value is not one. */
+static int
+sc_int64(scan_t *s, long long *v)
+{
+    int integer;
+    sc_ws(s);
+    const char *a = s->p;
+    if (!sc_number(s, &integer) || !integer)
+        return 0;
+    int neg = *a == '-';
+    a += neg;
+    if (s->p - a > 19)
+        return 0;
+    unsigned long long x = 0;
+    for (; a < s->p; a++)
+        x = x * 10 + (unsigned long long)(*a - '0'); /* 19 digits < 2^64: no wrap */
+    if (x > (neg ? 9223372036854775808ULL : 9223372036854775807ULL))
+        return 0;
+    *v = neg ? (long long)(0ULL - x) : (long long)x;
+    return 1;
+}
+
+/* [[px, sz, extra...], ...] (at least two strings, extras strings or numbers) appended to a new *out as [px, sz]
+ * lists: 1 done, 0 not of that shape (or *out already read), -1 on a Python error. *out is the caller's either way. */
+static int
+sc_okx_levels(scan_t *s, PyObject **out)
+{
+    if (*out != NULL || !sc_char(s, '['))
+        return 0;
+    if ((*out = PyList_New(0)) == NULL)
+        return -1;
+    if (sc_char(s, ']'))
+        return 1;
+    do {
+        const char *a[2];
+        Py_ssize_t n[2];
+        if (!sc_char(s, '[') || !sc_short_str(s, &a[0], &n[0]) || !sc_char(s, ',') || !sc_short_str(s, &a[1], &n[1]))
+            return 0;
+        while (sc_char(s, ',')) {
+            const char *x;
+            Py_ssize_t xn;
+            int integer;
+            sc_ws(s);
+            if (s->p < s->end && *s->p == '"' ? !sc_short_str(s, &x, &xn) : !sc_number(s, &integer))
+                return 0;
+        }
+        if (!sc_char(s, ']'))
+            return 0;
+        PyObject *row = PyList_New(2);
+        if (row == NULL)
+            return -1;
+        for (int i = 0; i < 2; i++) {
+            PyObject *x = ascii_str(a[i], n[i]);
+            if (x == NULL) {
+                Py_DECREF(row); /* the list frees the item already set */
+                return -1;
+            }
+            PyList_SET_ITEM(row, i, x);
+        }
+        int rc = PyList_Append(*out, row);
+        Py_DECREF(row);
+        if (rc < 0)
+            return -1;
+    } while (sc_char(s, ','));
+    return sc_char(s, ']');
+}
+
+/* Whether the text holds "seqId" (which the scanner requires: keys have no escapes), searched from the end, where
+ * OKX puts it. A frame from before OKX added seqId (the 2022 recording) has no 'q' at all: one memrchr pass finds
+ * that out, instead of a scan that builds every level and then gives up. */
+static int
+okx_has_seqid(const char *buf, Py_ssize_t len)
+{
+    const char *p = buf + len;
+    for (;;) {
+#if defined(__GLIBC__)
+        p = memrchr(buf, 'q', (size_t)(p - buf));
+#else
+        while (p > buf && *--p != 'q')
+            ;
+        if (p == buf && *p != 'q')
+            p = NULL;
+#endif
+        if (p == NULL)
+            return 0;
+        if (p - buf >= 3 && buf + len - p >= 4 && memcmp(p - 3, "\"seqId\"", 7) == 0)
+            return 1;
+    }
+}
+
+/* okx_books(text) -> (inst, action, bids, asks, seq, prev, checksum, ts) | None */
+static PyObject *
+okx_books(PyObject *self, PyObject *arg)
+{
+    const char *buf, *k, *v, *inst = NULL, *action = NULL, *ts = NULL;
+    Py_ssize_t len, kn, vn, inst_n = 0, action_n = 0, ts_n = 0;
+    long long seq = 0, prev = 0, crc = 0, t = 0;
+    int have_arg = 0, have_channel = 0, have_data = 0, have_seq = 0, have_prev = 0, have_crc = 0, rc;
+    PyObject *bids = NULL, *asks = NULL, *out = NULL;
+    if (!plain_text_swar(arg, &buf, &len) || !okx_has_seqid(buf, len))
+        Py_RETURN_NONE;
+    scan_t sc = {buf, buf + len, 0}, *s = &sc;
+    if (!sc_char(s, '{') || sc_char(s, '}'))
+        goto done;
+    do {
+        if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+            goto done;
+        if (SPAN_IS(k, kn, "arg")) {
+            if (have_arg || !sc_char(s, '{') || sc_char(s, '}'))
+                goto done;
+            have_arg = 1;
+            do {
+                if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+                    goto done;
+                if (SPAN_IS(k, kn, "channel")) {
+                    if (have_channel || !sc_short_str(s, &v, &vn) || !SPAN_IS(v, vn, "books"))
+                        goto done;
+                    have_channel = 1;
+                }
+                else if (SPAN_IS(k, kn, "instId")) {
+                    if (inst != NULL || !sc_short_str(s, &inst, &inst_n))
+                        goto done;
+                }
+                else if (!sc_skip(s))
+                    goto done;
+            } while (sc_char(s, ','));
+            if (!sc_char(s, '}'))
+                goto done;
+        }
+        else if (SPAN_IS(k, kn, "action")) {
+            if (action != NULL || !sc_short_str(s, &action, &action_n) ||
+                !(SPAN_IS(action, action_n, "update") || SPAN_IS(action, action_n, "snapshot")))
+                goto done;
+        }
+        else if (SPAN_IS(k, kn, "data")) {
+            /* exactly one item, an object */
+            if (have_data || !sc_char(s, '[') || !sc_char(s, '{') || sc_char(s, '}'))
+                goto done;
+            have_data = 1;
+            do {
+                if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+                    goto done;
+                if (SPAN_IS(k, kn, "asks"))
+                    rc = sc_okx_levels(s, &asks);
+                else if (SPAN_IS(k, kn, "bids"))
+                    rc = sc_okx_levels(s, &bids);
+                else if (SPAN_IS(k, kn, "ts")) {
+                    rc = ts == NULL && sc_short_str(s, &ts, &ts_n) && ts_n >= 1 && ts_n <= 19;
+                    for (Py_ssize_t i = 0; rc && i < ts_n; i++)
+                        rc = ts[i] >= '0' && ts[i] <= '9';
+                }
+                else if (SPAN_IS(k, kn, "seqId")) {
+                    rc = !have_seq && sc_int64(s, &seq);
+                    have_seq = 1;
+                }
+                else if (SPAN_IS(k, kn, "prevSeqId")) {
+                    rc = !have_prev && sc_int64(s, &prev);
+                    have_prev = 1;
+                }
+                else if (SPAN_IS(k, kn, "checksum")) {
+                    rc = !have_crc && sc_int64(s, &crc);
+                    have_crc = 1;
+                }
+                else
+                    rc = sc_skip(s);
+                if (rc <= 0)
+                    goto done;
+            } while (sc_char(s, ','));
+            if (!sc_char(s, '}') || !sc_char(s, ']'))
+                goto done;
+        }
+        else if (!sc_skip(s))
+            goto done;
+    } while (sc_char(s, ','));
+    if (!sc_char(s, '}'))
+        goto done;
+    sc_ws(s);
+    if (s->p != s->end || !have_channel || inst == NULL || !have_data || bids == NULL || asks == NULL || ts == NULL ||
+        !have_seq || !have_prev)
+        goto done;
+    {
+        unsigned long long x = 0;
+        for (Py_ssize_t i = 0; i < ts_n; i++)
+            x = x * 10 + (unsigned long long)(ts[i] - '0');
+        if (x > 9223372036854775807ULL)
+            goto done;
+        t = (long long)x;
+    }
+    PyObject *items[6];
+    items[0] = kc_symbol(inst, inst_n);
+    items[1] = items[0] == NULL ? NULL : action != NULL ? ascii_str(action, action_n) : PyUnicode_New(0, 127);
+    items[2] = items[1] ? PyLong_FromLongLong(seq) : NULL;
+    items[3] = items[2] ? PyLong_FromLongLong(prev) : NULL;
+    items[4] = items[3] ? PyLong_FromLongLong(crc) : NULL;
+    items[5] = items[4] ? PyLong_FromLongLong(t) : NULL;
+    out = items[5] ? PyTuple_New(8) : NULL;
+    if (out == NULL) {
+        for (int i = 0; i < 6 && items[i] != NULL; i++)
+            Py_DECREF(items[i]);
+        goto done;
+    }
+    PyTuple_SET_ITEM(out, 0, items[0]);
+    PyTuple_SET_ITEM(out, 1, items[1]);
+    PyTuple_SET_ITEM(out, 2, bids);
+    PyTuple_SET_ITEM(out, 3, asks);
+    for (int i = 2; i < 6; i++)
+        PyTuple_SET_ITEM(out, i + 2, items[i]);
+    return out; /* the tuple owns bids and asks now */
+done:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
 /* new_slots(cls, *values): an instance of a __slots__ class (a @dataclass(slots=True) without
  * __post_init__ or defaults to apply, such as BookMsg) with its slots set from ``values`` in
  * __slots__ order, __init__ not run: what cls(*values) makes, without the Python __init__ frame
@@ -1996,6 +2221,9 @@ static PyMethodDef methods[] = {
      "kraken_v1(text) -> (pair, name, asks, bids, checksum) | None: a Kraken v1 book diff read from its text"},
     {"kucoin_l2", kucoin_l2, METH_O,
      "kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None: a KuCoin level2 diff"},
+    {"okx_books", okx_books, METH_O,
+     "okx_books(text) -> (inst, action, bids, asks, seq, prev, checksum, ts) | None: an OKX books frame, levels cut"
+     " to [price, size]"},
     {"new_slots", (PyCFunction)(void (*)(void))new_slots, METH_FASTCALL,
      "new_slots(cls, *values) -> cls instance: slots set in __slots__ order, __init__ not run"},
     {"crc32", crc32_bytes, METH_O, "crc32(data) -> int: zlib.crc32(data), computed here"},

@@ -55,6 +55,8 @@ coinbase_l2: Callable[[str | bytes], tuple[str, str, int, list[tuple[str, str, l
 kraken_v1: Callable[[str | bytes], tuple[str, str, list[list[str]], list[list[str]], int] | None] = _core.kraken_v1
 kucoin_l2: Callable[[str | bytes], tuple[str, int, int, int, list[list[str]], list[list[str]]] | None] = (
     _core.kucoin_l2)
+okx_books: Callable[[str | bytes], tuple[str, str, list[list[str]], list[list[str]], int, int, int, int] | None] = (
+    _core.okx_books)
 # BookMsg(...) for the parsers' hot paths: the compiled twin sets its slots without the Python __init__ frame
 # (0.21 -> 0.09 us per message); the same object either way (tests/test_book_core.py)
 book_msg: Callable[[str, bool, list[Level], list[Level], int, int, int, int, int], BookMsg] = (

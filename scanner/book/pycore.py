@@ -330,6 +330,70 @@ def kucoin_l2(text: str | bytes) -> KucoinL2 | None:
     return sym, start, end, t, bids, asks
 
 
+def _int64(x: object) -> int | None:
+    """A JSON integer that fits int64 (what the compiled scanner reads), else None."""
+    return x if type(x) is int and -(1 << 63) <= x < 1 << 63 else None
+
+
+def _okx_levels(rows: object) -> list[list[str]] | None:
+    """``[[px, sz, extra...], ...]`` (two strings, then any strings or numbers) cut to ``[px, sz]``, else None."""
+    if type(rows) is not list:
+        return None
+    out: list[list[str]] = []
+    for r in rows:
+        if type(r) is not list or len(r) < 2 or type(r[0]) is not str or type(r[1]) is not str or not all(
+                type(x) is str or type(x) is int or type(x) is float for x in r[2:]):
+            return None
+        out.append([r[0], r[1]])
+    return out
+
+
+OkxBooks = tuple[str, str, list[list[str]], list[list[str]], int, int, int, int]
+# (instId, action or "", bids, asks, seqId, prevSeqId, checksum, ts)
+
+
+def okx_books(text: str | bytes) -> OkxBooks | None:
+    """An OKX ``books`` frame ``{"arg": {"channel": "books", "instId": str}, "action": "update" | "snapshot",
+    "data": [{"asks": levels, "bids": levels, "ts": "<digits>", "checksum": int, "seqId": int, "prevSeqId": int}]}``
+    (keys in any order, other keys skipped, ``action`` and ``checksum`` optional): ``(instId, action, bids, asks,
+    seqId, prevSeqId, checksum, ts)`` with each level cut to ``[price, size]`` (the extras, strings or numbers, are
+    dropped), a missing action ``""``, a missing checksum 0, ``ts`` as an int. None for anything else (printable
+    ASCII without backslashes, JSON, that shape, exactly one data item, integers and ts within int64, no repeated
+    field that is read): the caller then decodes the frame in full. The compiled scanner also gives up on nesting
+    deeper than 64."""
+    if type(text) is bytes:
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
+        return None
+    try:
+        d = json.loads(text, object_pairs_hook=_Object, parse_constant=_constant)
+    except (ValueError, _NotAccepted, RecursionError):
+        return None
+    top = _read(d, ("arg", "action", "data"))
+    if top is None:
+        return None
+    arg = _read(top.get("arg"), ("channel", "instId"))
+    data, action = top.get("data"), top.get("action", "")
+    if arg is None or arg.get("channel") != "books" or type(data) is not list or len(data) != 1 or (
+            "action" in top and action != "update" and action != "snapshot"):
+        return None
+    item = _read(data[0], ("asks", "bids", "ts", "checksum", "seqId", "prevSeqId"))
+    if item is None:
+        return None
+    inst, ts = arg.get("instId"), item.get("ts")
+    seq, prev, crc = _int64(item.get("seqId")), _int64(item.get("prevSeqId")), _int64(item.get("checksum", 0))
+    if type(inst) is not str or seq is None or prev is None or crc is None or type(ts) is not str or not (
+            1 <= len(ts) <= 19 and all("0" <= c <= "9" for c in ts) and int(ts) < 1 << 63):
+        return None
+    bids, asks = _okx_levels(item.get("bids")), _okx_levels(item.get("asks"))
+    if bids is None or asks is None:
+        return None
+    return inst, str(action), bids, asks, seq, prev, crc, int(ts)
+
+
 def new_slots(cls: type[_T], *values: object) -> _T:
     """``cls(*values)``: the compiled twin sets a slots class's slots in ``__slots__`` order without running
     ``__init__``, which gives the same object for a ``@dataclass(slots=True)`` with no ``__post_init__``."""
