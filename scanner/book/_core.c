@@ -1693,9 +1693,29 @@ sc_short_str(scan_t *s, const char **a, Py_ssize_t *n)
     return 1;
 }
 
-/* A JSON integer of at most 18 digits (so any reader keeps it exact); 0 if the value is not one. */
+/* a[0:n] as the digits of an integer (negated with ``neg``): 1 and *v when 1 <= n <= max_digits (at most 19) and it
+ * fits int64, else 0. */
 static int
-sc_int18(scan_t *s, long long *v)
+digits_int64(const char *a, Py_ssize_t n, int neg, Py_ssize_t max_digits, long long *v)
+{
+    if (n < 1 || n > max_digits)
+        return 0;
+    unsigned long long x = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (a[i] < '0' || a[i] > '9')
+            return 0;
+        x = x * 10 + (unsigned long long)(a[i] - '0'); /* 19 digits < 2^64: no wrap */
+    }
+    if (x > (neg ? 9223372036854775808ULL : 9223372036854775807ULL))
+        return 0;
+    *v = neg ? (long long)(0ULL - x) : (long long)x;
+    return 1;
+}
+
+/* A JSON integer of at most max_digits digits that fits int64 (18 digits: any reader keeps it exact); 0 if the
+ * value is not one. */
+static int
+sc_int(scan_t *s, Py_ssize_t max_digits, long long *v)
 {
     int integer;
     sc_ws(s);
@@ -1704,13 +1724,27 @@ sc_int18(scan_t *s, long long *v)
         return 0;
     int neg = *a == '-';
     a += neg;
-    if (s->p - a > 18)
-        return 0;
-    long long x = 0;
-    for (; a < s->p; a++)
-        x = x * 10 + (*a - '0');
-    *v = neg ? -x : x;
-    return 1;
+    return digits_int64(a, s->p - a, neg, max_digits, v);
+}
+
+/* A new list of the ``count`` ASCII strings a[i][0:n[i]], appended to out: 0, or -1 on a Python error. */
+static int
+append_str_row(PyObject *out, const char *const *a, const Py_ssize_t *n, int count)
+{
+    PyObject *row = PyList_New(count);
+    if (row == NULL)
+        return -1;
+    for (int i = 0; i < count; i++) {
+        PyObject *x = ascii_str(a[i], n[i]);
+        if (x == NULL) {
+            Py_DECREF(row); /* the list frees the items already set (the rest are NULL) */
+            return -1;
+        }
+        PyList_SET_ITEM(row, i, x);
+    }
+    int rc = PyList_Append(out, row);
+    Py_DECREF(row);
+    return rc;
 }
 
 /* [[px, sz, seq], ...] (exactly three strings each) appended to a new *out as lists, rows of price "0" dropped:
@@ -1732,20 +1766,7 @@ sc_kc_rows(scan_t *s, PyObject **out)
             return 0;
         if (n[0] == 1 && a[0][0] == '0')
             continue; /* price "0": a sequence step that changes no level (goes on to the ',' test) */
-        PyObject *row = PyList_New(3);
-        if (row == NULL)
-            return -1;
-        for (int i = 0; i < 3; i++) {
-            PyObject *x = ascii_str(a[i], n[i]);
-            if (x == NULL) {
-                Py_DECREF(row); /* the list frees the items already set (the rest are NULL) */
-                return -1;
-            }
-            PyList_SET_ITEM(row, i, x);
-        }
-        int rc = PyList_Append(*out, row);
-        Py_DECREF(row);
-        if (rc < 0)
+        if (append_str_row(*out, a, n, 3) < 0)
             return -1;
     } while (sc_char(s, ','));
     return sc_char(s, ']');
@@ -1837,12 +1858,12 @@ kucoin_l2(PyObject *self, PyObject *arg)
                     }
                 }
                 else if (SPAN_IS(k, kn, "sequenceStart")) {
-                    if (have_start || !sc_int18(s, &start))
+                    if (have_start || !sc_int(s, 18, &start))
                         goto done;
                     have_start = 1;
                 }
                 else if (SPAN_IS(k, kn, "sequenceEnd")) {
-                    if (have_end || !sc_int18(s, &end))
+                    if (have_end || !sc_int(s, 18, &end))
                         goto done;
                     have_end = 1;
                 }
@@ -1851,7 +1872,7 @@ kucoin_l2(PyObject *self, PyObject *arg)
                         goto done;
                 }
                 else if (SPAN_IS(k, kn, "time")) {
-                    if (have_time || !sc_int18(s, &t))
+                    if (have_time || !sc_int(s, 18, &t))
                         goto done;
                     have_time = 1;
                 }
@@ -1911,28 +1932,6 @@ done:
  * other than "update"/"snapshot", integers beyond int64 or ts other than a string of digits: None (the caller then
  * decodes the frame in full). */
 
-/* A JSON integer that fits int64; 0 if the value is not one. */
-static int
-sc_int64(scan_t *s, long long *v)
-{
-    int integer;
-    sc_ws(s);
-    const char *a = s->p;
-    if (!sc_number(s, &integer) || !integer)
-        return 0;
-    int neg = *a == '-';
-    a += neg;
-    if (s->p - a > 19)
-        return 0;
-    unsigned long long x = 0;
-    for (; a < s->p; a++)
-        x = x * 10 + (unsigned long long)(*a - '0'); /* 19 digits < 2^64: no wrap */
-    if (x > (neg ? 9223372036854775808ULL : 9223372036854775807ULL))
-        return 0;
-    *v = neg ? (long long)(0ULL - x) : (long long)x;
-    return 1;
-}
-
 /* [[px, sz, extra...], ...] (at least two strings, extras strings or numbers) appended to a new *out as [px, sz]
  * lists: 1 done, 0 not of that shape (or *out already read), -1 on a Python error. *out is the caller's either way. */
 static int
@@ -1959,20 +1958,7 @@ sc_okx_levels(scan_t *s, PyObject **out)
         }
         if (!sc_char(s, ']'))
             return 0;
-        PyObject *row = PyList_New(2);
-        if (row == NULL)
-            return -1;
-        for (int i = 0; i < 2; i++) {
-            PyObject *x = ascii_str(a[i], n[i]);
-            if (x == NULL) {
-                Py_DECREF(row); /* the list frees the item already set */
-                return -1;
-            }
-            PyList_SET_ITEM(row, i, x);
-        }
-        int rc = PyList_Append(*out, row);
-        Py_DECREF(row);
-        if (rc < 0)
+        if (append_str_row(*out, a, n, 2) < 0)
             return -1;
     } while (sc_char(s, ','));
     return sc_char(s, ']');
@@ -2057,21 +2043,18 @@ okx_books(PyObject *self, PyObject *arg)
                     rc = sc_okx_levels(s, &asks);
                 else if (SPAN_IS(k, kn, "bids"))
                     rc = sc_okx_levels(s, &bids);
-                else if (SPAN_IS(k, kn, "ts")) {
-                    rc = ts == NULL && sc_short_str(s, &ts, &ts_n) && ts_n >= 1 && ts_n <= 19;
-                    for (Py_ssize_t i = 0; rc && i < ts_n; i++)
-                        rc = ts[i] >= '0' && ts[i] <= '9';
-                }
+                else if (SPAN_IS(k, kn, "ts"))
+                    rc = ts == NULL && sc_short_str(s, &ts, &ts_n) && digits_int64(ts, ts_n, 0, 19, &t);
                 else if (SPAN_IS(k, kn, "seqId")) {
-                    rc = !have_seq && sc_int64(s, &seq);
+                    rc = !have_seq && sc_int(s, 19, &seq);
                     have_seq = 1;
                 }
                 else if (SPAN_IS(k, kn, "prevSeqId")) {
-                    rc = !have_prev && sc_int64(s, &prev);
+                    rc = !have_prev && sc_int(s, 19, &prev);
                     have_prev = 1;
                 }
                 else if (SPAN_IS(k, kn, "checksum")) {
-                    rc = !have_crc && sc_int64(s, &crc);
+                    rc = !have_crc && sc_int(s, 19, &crc);
                     have_crc = 1;
                 }
                 else
@@ -2091,14 +2074,6 @@ okx_books(PyObject *self, PyObject *arg)
     if (s->p != s->end || !have_channel || inst == NULL || !have_data || bids == NULL || asks == NULL || ts == NULL ||
         !have_seq || !have_prev)
         goto done;
-    {
-        unsigned long long x = 0;
-        for (Py_ssize_t i = 0; i < ts_n; i++)
-            x = x * 10 + (unsigned long long)(ts[i] - '0');
-        if (x > 9223372036854775807ULL)
-            goto done;
-        t = (long long)x;
-    }
     PyObject *items[6];
     items[0] = kc_symbol(inst, inst_n);
     items[1] = items[0] == NULL ? NULL : action != NULL ? ascii_str(action, action_n) : PyUnicode_New(0, 127);

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import zlib
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 _T = TypeVar("_T")
@@ -166,6 +166,10 @@ class _NotAccepted(Exception):
     pass
 
 
+class _Object(list[tuple[str, object]]):
+    """A JSON object's (key, value) pairs in order (so repeated keys stay visible)."""
+
+
 def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in pairs:
@@ -183,6 +187,23 @@ _L2_KEYS = frozenset({"channel", "timestamp", "sequence_num", "events", "type", 
                       "price_level", "new_quantity"})
 
 
+def _strict_json(text: str | bytes, hook: Callable[[list[tuple[str, object]]], object] = _Object) -> object:
+    """``text`` decoded as the compiled scanners accept it (printable ASCII without backslashes, JSON without NaN
+    or Infinity, objects through ``hook``, which may refuse one), else None: every twin then returns None, as it
+    does for a JSON ``null``, which no frame shape is."""
+    if type(text) is bytes:
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
+        return None
+    try:
+        return json.loads(text, object_pairs_hook=hook, parse_constant=_constant)
+    except (ValueError, _NotAccepted, RecursionError):
+        return None
+
+
 L2Event = tuple[str, str, list[list[str]], list[list[str]]]  # (type, product_id, bids, asks)
 
 
@@ -193,17 +214,7 @@ def coinbase_l2(text: str | bytes) -> tuple[str, str, int, list[L2Event]] | None
     not JSON, or not of that shape (a field missing, repeated or of another type, a side neither
     ``bid`` nor ``offer``, a top-level ``type``): the caller then decodes the frame in full and
     reports what is wrong. The compiled scanner also gives up on nesting deeper than 64."""
-    if type(text) is bytes:
-        try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
-        return None
-    try:
-        d = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
-    except (ValueError, _NotAccepted, RecursionError):
-        return None
+    d = _strict_json(text, _pairs)
     if type(d) is not dict or "type" in d:
         return None
     ch, ts, seq, events = d.get("channel"), d.get("timestamp"), d.get("sequence_num"), d.get("events")
@@ -223,26 +234,12 @@ def coinbase_l2(text: str | bytes) -> tuple[str, str, int, list[L2Event]] | None
     return ch, ts, seq, out
 
 
-class _Object(list[tuple[str, object]]):
-    """A JSON object's (key, value) pairs in order (so repeated keys stay visible)."""
-
-
 def kraken_v1(text: str | bytes) -> tuple[str, str, list[list[str]], list[list[str]], int] | None:
     """A Kraken v1 book diff ``[chanId, {"a": levels, "b": levels, "c": "crc"}, "book-N", "PAIR"]`` (each
     key optional, levels arrays of two to eight strings): ``(pair, name, asks, bids, checksum)``, a missing
     side empty and a missing ``c`` 0. None for anything else (printable ASCII without backslashes, JSON,
     that shape, ``c`` of 1-10 digits, no repeated key): the caller then decodes the frame in full."""
-    if type(text) is bytes:
-        try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
-        return None
-    try:
-        d = json.loads(text, object_pairs_hook=_Object, parse_constant=_constant)
-    except (ValueError, _NotAccepted, RecursionError):
-        return None
+    d = _strict_json(text)
     if type(d) is not list or len(d) != 4 or type(d[1]) is not _Object:
         return None
     name, pair = d[2], d[3]
@@ -302,17 +299,7 @@ def kucoin_l2(text: str | bytes) -> KucoinL2 | None:
     missing side empty and a missing ``time`` 0. None for anything else (printable ASCII without backslashes,
     JSON, that shape, integers of at most 18 digits, no repeated field that is read): the caller then decodes
     the frame in full. The compiled scanner also gives up on nesting deeper than 64."""
-    if type(text) is bytes:
-        try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
-        return None
-    try:
-        d = json.loads(text, object_pairs_hook=_Object, parse_constant=_constant)
-    except (ValueError, _NotAccepted, RecursionError):
-        return None
+    d = _strict_json(text)
     top = _read(d, ("type", "subject", "data"))
     if top is None or top.get("type") != "message" or top.get("subject") != "trade.l2update":
         return None
@@ -361,17 +348,7 @@ def okx_books(text: str | bytes) -> OkxBooks | None:
     ASCII without backslashes, JSON, that shape, exactly one data item, integers and ts within int64, no repeated
     field that is read): the caller then decodes the frame in full. The compiled scanner also gives up on nesting
     deeper than 64."""
-    if type(text) is bytes:
-        try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if type(text) is not str or not text.isascii() or not text.isprintable() or "\\" in text:
-        return None
-    try:
-        d = json.loads(text, object_pairs_hook=_Object, parse_constant=_constant)
-    except (ValueError, _NotAccepted, RecursionError):
-        return None
+    d = _strict_json(text)
     top = _read(d, ("arg", "action", "data"))
     if top is None:
         return None
