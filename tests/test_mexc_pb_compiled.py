@@ -16,6 +16,7 @@ from types import ModuleType
 import pytest
 
 from scanner.book.errors import ParseError
+from scanner.compiled import compiled as load_compiled
 from scanner.venues import mexc_pb as pb
 from tests import test_mexc_parser as tm
 from tests.test_mexc_parser import ETH_CHANNEL, OFFICIAL_AGGRE, OFFICIAL_DEALS, OFFICIAL_LIMIT, ld, uv
@@ -316,7 +317,7 @@ def test_decode_push_takes_the_compiled_path_unless_switched_off() -> None:
     pure = os.environ.get("SCANNER_PURE_PYTHON") == "1"
     assert _mexc is not None
     assert pb.compiled_canonical is (None if pure else _mexc.decode_canonical)
-    assert (pb._load_canonical() is None) == pure
+    assert (load_compiled("scanner.venues._mexc_pb") is None) == pure
 
 
 @needs_c

@@ -148,10 +148,15 @@ def test_bad_arguments_raise() -> None:
 
 
 @needs_c
-def test_the_detector_gives_the_cap_to_the_compiled_walk_only() -> None:
-    """The compiled walk tests the cap at each step, so it always gets it; the Decimal loop (buy fee in base)
-    gets None when the whole ask side cannot reach the cap, and so skips a division per step."""
+def test_the_detector_gives_the_cap_to_the_compiled_walk_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled walk tests the cap at each step, so it always gets it; the Decimal loop (buy fee in base, or
+    the compiled walk switched off) gets None when the whole ask side cannot reach the cap, and so skips a
+    division per step."""
+    assert _walk is not None
     d = SpreadDetector({"a": Decimal("0.001")}, DetectorSettings(), Metrics())
     small = BookView("a", "S/USDT", True, [("99", "1")], [("100", "2")], 0, time.time_ns(), 99.0, 100.0)
+    monkeypatch.setattr(spread, "compiled_walk", _walk.walk_quote)  # whatever SCANNER_PURE_PYTHON says
     assert d._cap(small, in_base=False) == DetectorSettings().max_notional_quote
     assert d._cap(small, in_base=True) is None
+    monkeypatch.setattr(spread, "compiled_walk", None)
+    assert d._cap(small, in_base=False) is None

@@ -16,28 +16,18 @@ semantics, used when the extension is missing or ``SCANNER_PURE_PYTHON=1`` is se
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import ModuleType
 
 from scanner.book import pycore
+from scanner.compiled import compiled
 from scanner.model import BookMsg, Level
 
 Pair = tuple[str, str]
 INF = float("inf")
 
-def _load_core() -> ModuleType:
-    if os.environ.get("SCANNER_PURE_PYTHON") == "1":
-        return pycore
-    try:
-        from scanner.book import _core
-    except ImportError:  # no compiler at install time: same semantics, pure Python
-        return pycore
-    return _core
-
-
-_core = _load_core()
+_core: ModuleType = compiled("scanner.book._core") or pycore  # pycore: no compiler, or switched off
 COMPILED: bool = _core is not pycore
 # Typed views of the kernels (pycore's signatures; _core.pyi declares the same).
 apply_rows: Callable[[list[float], list[str], list[str], Sequence[Sequence[str]], bool, int], bool] = _core.apply_rows

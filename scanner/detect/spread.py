@@ -20,7 +20,6 @@ the base asset. Without a C compiler the Decimal loop does all of it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,22 +27,14 @@ from functools import lru_cache
 from types import NotImplementedType
 
 from scanner.book.l2 import Pair
+from scanner.compiled import compiled
 
 WalkQuote = Callable[[Sequence[Sequence[str]], Sequence[Sequence[str]], str, str, str, str | None],
                      tuple[Decimal, Decimal, Decimal, int, int] | NotImplementedType | None]
 
 
-def _load_walk() -> WalkQuote | None:
-    if os.environ.get("SCANNER_PURE_PYTHON") == "1":  # as scanner.book.l2: every compiled kernel off
-        return None
-    try:
-        from scanner.detect._walk import walk_quote
-    except ImportError:  # built without a C compiler: the Decimal loop alone
-        return None
-    return walk_quote
-
-
-compiled_walk: WalkQuote | None = _load_walk()  # tests switch it off to run the Decimal loop alone
+_walk_c = compiled("scanner.detect._walk")
+compiled_walk: WalkQuote | None = None if _walk_c is None else _walk_c.walk_quote  # tests switch it off
 
 BPS = Decimal(10_000)
 ZERO = Decimal(0)

@@ -28,10 +28,10 @@ the fallback (``SCANNER_PURE_PYTHON=1``, no compiler) and the reference it is te
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
 from scanner.book.errors import ParseError
+from scanner.compiled import compiled
 
 # Wrapper body fields (the ``body`` oneof).
 LIMIT_DEPTHS = 303
@@ -47,17 +47,8 @@ _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
 
-def _load_canonical() -> Callable[[bytes], Push | None] | None:
-    if os.environ.get("SCANNER_PURE_PYTHON") == "1":  # as scanner.book.l2: every compiled kernel off
-        return None
-    try:
-        from scanner.venues._mexc_pb import decode_canonical
-    except ImportError:  # built without a C compiler: the Python fast path
-        return None
-    return decode_canonical
-
-
-compiled_canonical: Callable[[bytes], Push | None] | None = _load_canonical()  # tests switch it off
+_mexc_c = compiled("scanner.venues._mexc_pb")
+compiled_canonical: Callable[[bytes], Push | None] | None = None if _mexc_c is None else _mexc_c.decode_canonical
 
 
 # ----------------------------------------------------------------------------------- decoding
