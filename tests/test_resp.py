@@ -106,3 +106,27 @@ async def test_password_and_db_from_the_url() -> None:
             assert "wrong" not in str(err.value)  # the password is never in a message
         finally:
             admin.close()
+
+
+async def test_a_write_behind_an_answered_one_gets_its_whole_timeout() -> None:
+    """One reply timer per connection: armed at the first write's deadline, it finds that write answered and
+    waits for the next one's deadline instead of expiring it early; then that write times out, and the
+    connection recovers."""
+    with PrivateRedis() as server:
+        conn = RespConnection(server.url, timeout=0.4)
+        try:
+            assert await conn.execute([("PING",)]) == [b"PONG"]  # arms the timer at this write's deadline
+            server.pause()
+            # the scenario's time gap (not a wait for anything): the next write goes out halfway to that deadline
+            await asyncio.sleep(0.2)
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            try:
+                with pytest.raises(RedisTimeoutError):
+                    await conn.execute([("PING",)])
+            finally:
+                server.resume()
+            assert loop.time() - sent >= 0.4  # not at the first write's deadline, 0.2 s earlier
+            assert await conn.execute([("PING",)]) == [b"PONG"]
+        finally:
+            conn.close()
