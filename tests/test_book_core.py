@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from scanner.book import l2, pycore
+from scanner.model import BookMsg
 
 _core: ModuleType | None
 try:
@@ -309,12 +310,14 @@ _V1_DIFF = ('[1920,{"a":[["0.043230","52785.98896926","1618678135.043564"]],"b":
 
 @pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
 def test_kraken_v1_reads_book_diffs(core: ModuleType) -> None:
-    want = ("SC/EUR", "book-1000", [["0.043230", "52785.98896926", "1618678135.043564"]],
-            [["0.04", "1.5", "1.0", "r"]], 325)
-    assert core.kraken_v1(_V1_DIFF) == want
-    assert core.kraken_v1(_V1_DIFF.encode()) == want
-    assert core.kraken_v1(json.dumps(json.loads(_V1_DIFF), separators=(" , ", " : "))) == want
-    assert core.kraken_v1('[{"x":[1,{}]},{},"ticker","XBT/USD"]') == ("XBT/USD", "ticker", [], [], 0)
+    want = BookMsg("SC/EUR", False, [["0.04", "1.5", "1.0", "r"]],
+                   [["0.043230", "52785.98896926", "1618678135.043564"]], 7, 6, 325, 0, 123)
+    assert core.kraken_v1(_V1_DIFF, 7, 123, BookMsg) == want
+    assert core.kraken_v1(_V1_DIFF.encode(), 7, 123, BookMsg) == want
+    assert core.kraken_v1(json.dumps(json.loads(_V1_DIFF), separators=(" , ", " : ")), 7, 123, BookMsg) == want
+    empty = core.kraken_v1('[{"x":[1,{}]},{},"book-10","XBT/USD"]', 2**70, 0, BookMsg)
+    assert empty == BookMsg("XBT/USD", False, [], [], 2**70, 2**70 - 1, 0, 0, 0)
+    assert type(empty) is BookMsg and type(empty.bids) is list
 
 
 @needs_c
@@ -326,11 +329,12 @@ def test_kraken_v1_reads_book_diffs(core: ModuleType) -> None:
     _V1_DIFF.replace('["0.04","1.5","1.0","r"]', '["0.04"]'), _V1_DIFF.replace('"SC/EUR"', "7"),
     _V1_DIFF.replace("SC/EUR", "SC/EUé"), _V1_DIFF.replace("1920", "NaN"), _V1_DIFF.replace(",", ",\t"),
     _V1_DIFF.replace("SC/EUR", 'SC\\"EUR'), '[1,{},"book-10","X",5]', '[1,{},"book-10"]', "{}", "", "[]",
+    _V1_DIFF.replace("book-1000", "ticker"), _V1_DIFF.replace("book-1000", "book"), '[1,{},"spread","X"]',
 ])
 def test_kraken_v1_gives_up_on_anything_else_in_both_cores(text: str) -> None:
     assert _core is not None
-    assert _core.kraken_v1(text) is None
-    assert pycore.kraken_v1(text) is None
+    assert _core.kraken_v1(text, 1, 0, BookMsg) is None
+    assert pycore.kraken_v1(text, 1, 0, BookMsg) is None
 
 
 @needs_c
@@ -345,9 +349,10 @@ def test_kraken_v1_c_matches_pycore_on_random_frames() -> None:
                 for _ in range(rng.randint(0, 4))]
         text = json.dumps([rng.randint(0, 9999), part, "book-1000", "XBT/USD"],
                           separators=(",", ":") if rng.random() < 0.5 else (", ", ": "))
-        assert _core.kraken_v1(text) == pycore.kraken_v1(text) is not None
+        seq, ns = rng.randint(1, 2**64), rng.randint(0, 2**63)
+        assert _core.kraken_v1(text, seq, ns, BookMsg) == pycore.kraken_v1(text, seq, ns, BookMsg) is not None
         cut = text[: rng.randint(0, len(text) - 1)]
-        assert _core.kraken_v1(cut) is None and pycore.kraken_v1(cut) is None
+        assert _core.kraken_v1(cut, seq, ns, BookMsg) is None and pycore.kraken_v1(cut, seq, ns, BookMsg) is None
 
 
 _KC_DIFF = ('{"type":"message","topic":"/market/level2:BTC-USDT","subject":"trade.l2update","data":{"changes":'
@@ -357,23 +362,49 @@ _KC_DIFF = ('{"type":"message","topic":"/market/level2:BTC-USDT","subject":"trad
 
 @pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
 def test_kucoin_l2_reads_level2_diffs(core: ModuleType) -> None:
-    want: tuple[str, int, int, int, list[list[str]], list[list[str]]] = (
-        "BTC-USDT", 14103845, 14103846, 1663747970273, [], [["18906", "0.00331", "14103845"]])
-    assert core.kucoin_l2(_KC_DIFF) == want
-    assert core.kucoin_l2(_KC_DIFF.encode()) == want
-    assert core.kucoin_l2(json.dumps(json.loads(_KC_DIFF), separators=(" , ", " : "))) == want
+    want = BookMsg("BTC-USDT", False, [], [["18906", "0.00331", "14103845"]], 14103846, 14103845, 0, 1663747970273, 9)
+    assert core.kucoin_l2(_KC_DIFF, 9, BookMsg) == want
+    assert core.kucoin_l2(_KC_DIFF.encode(), 9, BookMsg) == want
+    assert core.kucoin_l2(json.dumps(json.loads(_KC_DIFF), separators=(" , ", " : ")), 9, BookMsg) == want
+    assert type(core.kucoin_l2(_KC_DIFF, 9, BookMsg)) is BookMsg
     # keys in any order, others skipped, sides and time optional, negative and 18-digit integers
     assert core.kucoin_l2('{"data":{"x":[{"y":null}],"symbol":"A","sequenceEnd":999999999999999999,"changes":'
                           '{"z":1,"bids":[["1","2","3"]]},"sequenceStart":-5},"id":true,"subject":"trade.l2update",'
-                          '"type":"message"}') == ("A", -5, 999999999999999999, 0, [["1", "2", "3"]], [])
+                          '"type":"message"}', 0, BookMsg) == BookMsg("A", False, [["1", "2", "3"]], [],
+                                                                      999999999999999999, -5, 0, 0, 0)
+    # sequenceStart > sequenceEnd: the parser's error, found by its full decode
     assert core.kucoin_l2('{"type":"message","subject":"trade.l2update","data":{"changes":{},"sequenceStart":2,'
-                          '"sequenceEnd":1,"symbol":""}}') == ("", 2, 1, 0, [], [])  # start > end: the parser's
+                          '"sequenceEnd":1,"symbol":""}}', 0, BookMsg) is None
+
+
+_KC_TICKER = ('{"data":{"sequence":"1612844051653","bestAsk":"0.00028717","size":"0.01745248","time":1619378326323,'
+              '"changes":{"asks":[["1","2","3"]]},"bestBid":"0.00028678"},"subject":"trade.ticker",'
+              '"topic":"/market/ticker:SNX-BTC","type":"message"}')
+
+
+@pytest.mark.parametrize("core", CORES, ids=lambda c: c.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("text", [
+    _KC_TICKER, _KC_TICKER.replace('"data":{', '"data":[{').replace('"0.00028678"}', '"0.00028678"}]'),
+    _KC_TICKER.replace('"subject":"trade.ticker",', "").replace('"data"', '"subject":"trade.ticker","data"'),
+    _KC_TICKER.replace('"data":{"sequence"', '"data":{"symbol":7,"sequence"'),
+    _KC_TICKER.replace('"type":"message"', '"type":"message","data":1').replace('"data":{', '"x":{', 1),
+    '{"type":"message","topic":"/market/ticker:SNX-BTC","subject":""}',
+])
+def test_kucoin_l2_gives_another_subjects_topic(core: ModuleType, text: str) -> None:
+    """A message of another subject, its data of any shape (even one that starts like an l2update's), gives
+    its topic: the parser reports it as ignored without decoding it in full."""
+    assert core.kucoin_l2(text, 0, BookMsg) == "/market/ticker:SNX-BTC"
 
 
 @needs_c
 @pytest.mark.parametrize("text", [
     _KC_DIFF[:-1], _KC_DIFF + "}", _KC_DIFF + "x", _KC_DIFF.replace('"message"', '"messages"'),
-    _KC_DIFF.replace("trade.l2update", "trade.ticker"), _KC_DIFF.replace('"type":"message",', ""),
+    _KC_TICKER.replace('"topic":"/market/ticker:SNX-BTC",', ""), _KC_TICKER.replace('"/market/ticker:SNX-BTC"', "1"),
+    _KC_TICKER.replace('"topic"', '"topic":"x","topic"'), _KC_TICKER.replace('"trade.ticker"', "null"),
+    _KC_TICKER.replace('"data":{', '"data":{,'), _KC_TICKER.replace('"type":"message"', '"type":"notice"'),
+    _KC_TICKER.replace('"subject":"trade.ticker",', '"subject":"trade.ticker","subject":"x",'),
+    _KC_DIFF.replace('"data":{', '"data":{"data":{}},"data":{'),
+    _KC_DIFF.replace('"type":"message",', ""),
     _KC_DIFF.replace('"subject":"trade.l2update",', ""), _KC_DIFF.replace('"symbol":"BTC-USDT",', ""),
     _KC_DIFF.replace('"sequenceStart":14103845,', ""), _KC_DIFF.replace('"sequenceEnd":14103846,', ""),
     _KC_DIFF.replace('{"changes":{"asks":[["18906","0.00331","14103845"],["0","0","14103846"]],"bids":[]},', "{"),
@@ -395,8 +426,8 @@ def test_kucoin_l2_reads_level2_diffs(core: ModuleType) -> None:
 ])
 def test_kucoin_l2_gives_up_on_anything_else_in_both_cores(text: str) -> None:
     assert _core is not None
-    assert _core.kucoin_l2(text) is None
-    assert pycore.kucoin_l2(text) is None
+    assert _core.kucoin_l2(text, 0, BookMsg) is None
+    assert pycore.kucoin_l2(text, 0, BookMsg) is None
 
 
 @needs_c
@@ -415,16 +446,26 @@ def test_kucoin_l2_c_matches_pycore_on_random_frames() -> None:
             data["time"] = rng.randint(0, 2 * 10**12)
         items = list(data.items())
         rng.shuffle(items)
-        frame = {"type": "message", "topic": "/market/level2:BTC-USDT", "subject": "trade.l2update",
-                 "data": dict(items)}
+        subject = rng.choice(["trade.l2update"] * 3 + ["trade.ticker"])  # another subject's data of any shape
+        frame = {"type": "message", "topic": "/market/level2:BTC-USDT", "subject": subject,
+                 "data": dict(items) if rng.random() < 0.9 else [dict(items)]}
         top = list(frame.items())
         rng.shuffle(top)
         text = json.dumps(dict(top), separators=(",", ":") if rng.random() < 0.5 else (", ", ": "))
-        got = _core.kucoin_l2(text)
-        assert got is not None and got == pycore.kucoin_l2(text)
-        assert got[0] == data["symbol"] and got[4] == [r for r in sides.get("bids", []) if r[0] != "0"]
+        ns = rng.randint(0, 2**63)
+        got = _core.kucoin_l2(text, ns, BookMsg)
+        assert got == pycore.kucoin_l2(text, ns, BookMsg)
+        if subject != "trade.l2update":
+            assert got == "/market/level2:BTC-USDT"
+            continue
+        if start > data["sequenceEnd"] or type(frame["data"]) is list:  # type: ignore[operator]
+            assert got is None
+            continue
+        assert type(got) is BookMsg and got.inst == data["symbol"] and got.recv_ns == ns
+        assert got.bids == [r for r in sides.get("bids", []) if r[0] != "0"] and (got.prev, got.seq) == (
+            start, data["sequenceEnd"])
         cut = text[: rng.randint(0, len(text) - 1)]
-        assert _core.kucoin_l2(cut) is None and pycore.kucoin_l2(cut) is None
+        assert _core.kucoin_l2(cut, ns, BookMsg) is None and pycore.kucoin_l2(cut, ns, BookMsg) is None
 
 
 # ----- new_slots: BookMsg without its Python __init__ ---------------------------------------------------

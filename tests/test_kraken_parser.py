@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
+import scanner.book.l2 as l2mod
+from scanner.book import pycore
 from scanner.book.errors import ChecksumMismatch, ParseError
 from scanner.book.sync import SyncedBook
 from scanner.capture import Http, Recv, read_cryptofeed
@@ -196,6 +198,43 @@ def test_recording_asset_pairs_map_v1_names(recording: Path) -> None:
 
 
 # ------------------------------------------------------------------ v2 frames
+
+
+def _outcomes(frames: list[str | bytes]) -> list[object]:
+    parser = KrakenParser(kraken.V1_CHANNEL)
+    out: list[object] = []
+    for raw in frames:
+        try:
+            out.append(parser.parse(raw, 11))
+        except ParseError as exc:
+            out.append(("ParseError", str(exc)))
+    return out
+
+
+@pytest.mark.parametrize("scanner", ["compiled", "pycore"])
+def test_recording_frames_parse_the_same_through_the_v1_scanner_and_the_full_decoder(
+        recording: Path, monkeypatch: pytest.MonkeyPatch, scanner: str) -> None:
+    """Every v1 frame of the capture (and hand-written odd ones) gives the same BookMsg / Control / ParseError, and
+    the same arrival count, whether ``kraken_v1`` reads it first or it is decoded in full."""
+    if scanner == "compiled" and not l2mod.COMPILED:
+        pytest.skip("scanner.book._core is not in use")
+    frames: list[str | bytes] = [r.data for r in read_cryptofeed(recording) if isinstance(r, Recv)]
+    scan = l2mod.kraken_v1 if scanner == "compiled" else pycore.kraken_v1
+    # every book diff takes the scanner but the one of two parts ([id, {"a"}, {"b", "c"}, name, pair])
+    assert sum(scan(f, 1, 0, BookMsg) is not None for f in frames) == 4268
+    odd: list[str | bytes] = [
+        '[1,{"a":[["1.0","2.0","3.0"]]},{"b":[["0.9","1.0","3.0"]],"c":"12"},"book-10","A/B"]',
+        '[1,{"a":[["1.0","2.0","3.0"]],"c":"0012"},"book-10","A/B"]', '[1,{"c":"1"},"ticker","A/B"]',
+        '[1,{"a":[["1.0","2.0","3.0"]],"c":12},"book-10","A/B"]', '[1,{"a":[["1.0"]]},"book-10","A/B"]',
+        '[1,{"a":[["1.0","2.0","3.0"]],"x":1},"book-10","A/B"]', '[1,{},"book-10","A/B"]',
+        '[1,{"a":[["1.0","2.0","3.0"]],"c":"7"},"book-10","A/Bé"]', '[1,{"b":[]},"book-10",5]',
+    ]
+    frames += odd + [f.encode() for f in odd if isinstance(f, str)]
+    monkeypatch.setattr(kraken, "COMPILED", False)
+    want = _outcomes(frames)
+    monkeypatch.setattr(kraken, "COMPILED", True)
+    monkeypatch.setattr(kraken, "kraken_v1", scan)
+    assert _outcomes(frames) == want
 
 
 def v2_frame(kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], checksum: int,

@@ -12,8 +12,8 @@
  *   pick_rows(items, px_key, sz_key) -> list | None
  *   split_rows(items, side_key, bid, ask, px_key, sz_key) -> (bids, asks) | None
  *   coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks), ...]) | None
- *   kraken_v1(text) -> (pair, name, asks, bids, checksum) | None
- *   kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None
+ *   kraken_v1(text, seq, recv_ns, msg_cls) -> msg_cls(pair, False, bids, asks, seq, seq - 1, checksum, 0, recv_ns) | None
+ *   kucoin_l2(text, recv_ns, msg_cls) -> msg_cls(symbol, False, bids, asks, end, start, 0, time, recv_ns) | topic | None
  *   okx_books(text) -> (inst, action, bids, asks, seqId, prevSeqId, checksum, ts) | None
  *   new_slots(cls, *values) -> cls instance (slots set in __slots__ order, __init__ not run)
  *
@@ -951,10 +951,11 @@ put_kraken(PyObject *s, char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stac
     if (*len + n > *cap && grow(buf, *len, cap, *len + n, stack) < 0)
         return -1;
     char *d = *buf + *len;
+    const Py_ssize_t m = n; /* n's address was taken: a copy the byte stores cannot alias stays in a register */
     Py_ssize_t i = 0;
-    while (i < n && (u[i] == '.' || u[i] == '0'))
+    while (i < m && (u[i] == '.' || u[i] == '0'))
         i++;
-    for (; i < n; i++)
+    for (; i < m; i++)
         if (u[i] != '.')
             *d++ = u[i];
     *len = d - *buf;
@@ -1298,7 +1299,9 @@ sc_skip(scan_t *s)
     }
 }
 
-/* Printable ASCII without backslashes: the only text the scanners read (anything else: the full decoder). */
+/* Printable ASCII without backslashes: the only text the scanners read (anything else: the full decoder). Eight
+ * bytes at a time (frames of a few hundred bytes: the byte loop was a fifth of a scan): a word has a byte < 0x20,
+ * > 0x7E or == '\\' iff one of the three classic bit tests sets a high bit. */
 static int
 plain_text(PyObject *arg, const char **buf, Py_ssize_t *len)
 {
@@ -1314,7 +1317,16 @@ plain_text(PyObject *arg, const char **buf, Py_ssize_t *len)
     }
     else
         return 0;
-    for (Py_ssize_t i = 0; i < *len; i++)
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= *len; i += 8) {
+        uint64_t w, bs;
+        memcpy(&w, *buf + i, 8);
+        bs = w ^ (ones * '\\');
+        if ((((w - ones * 0x20) & ~w) | ((w + ones * (127 - 126)) | w) | ((bs - ones) & ~bs)) & highs)
+            return 0;
+    }
+    for (; i < *len; i++)
         if ((unsigned char)(*buf)[i] < 0x20 || (unsigned char)(*buf)[i] > 0x7E || (*buf)[i] == '\\')
             return 0;
     return 1;
@@ -1520,6 +1532,109 @@ done:
     return out;
 }
 
+/* new_slots(cls, *values): an instance of a __slots__ class (a @dataclass(slots=True) without
+ * __post_init__ or defaults to apply, such as BookMsg) with its slots set from ``values`` in
+ * __slots__ order, __init__ not run: what cls(*values) makes, without the Python __init__ frame
+ * (type_call -> slot_tp_init -> the generated __init__ cost ~1,500 instructions per BookMsg).
+ * The slot offsets of the last class seen are cached. */
+static PyTypeObject *slots_cls = NULL;
+static Py_ssize_t slots_n = 0;
+static Py_ssize_t slots_off[32];
+
+static int
+slots_learn(PyTypeObject *cls)
+{
+    PyObject *names = PyObject_GetAttrString((PyObject *)cls, "__slots__");
+    if (names == NULL)
+        return -1;
+    PyObject *seq = PySequence_Fast(names, "new_slots: __slots__ must be a sequence");
+    Py_DECREF(names);
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t off[32];
+    if (n > 32) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_TypeError, "new_slots: %s has more than 32 slots", cls->tp_name);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *descr = PyObject_GetAttr((PyObject *)cls, PySequence_Fast_GET_ITEM(seq, i));
+        if (descr == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            Py_DECREF(descr);
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_TypeError, "new_slots: %s.%R is not a plain slot", cls->tp_name,
+                         PySequence_Fast_GET_ITEM(seq, i));
+            return -1;
+        }
+        off[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+    }
+    Py_DECREF(seq);
+    Py_INCREF(cls);
+    Py_XSETREF(slots_cls, cls);
+    slots_n = n;
+    memcpy(slots_off, off, sizeof(Py_ssize_t) * (size_t)n);
+    return 0;
+}
+
+static PyObject *py_one = NULL; /* int 1, set at import */
+
+/* cls(*vals) for a slots class, as new_slots: vals are borrowed. */
+static PyObject *
+make_slots(PyObject *cls_obj, PyObject *const *vals, Py_ssize_t n)
+{
+    if (!PyType_Check(cls_obj)) {
+        PyErr_SetString(PyExc_TypeError, "new_slots(cls, *values): cls must be a class");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)cls_obj;
+    if (cls != slots_cls && slots_learn(cls) < 0)
+        return NULL;
+    if (n != slots_n) {
+        PyErr_Format(PyExc_TypeError, "new_slots: %s takes %zd values, got %zd", cls->tp_name, slots_n, n);
+        return NULL;
+    }
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        *(PyObject **)((char *)obj + slots_off[i]) = Py_NewRef(vals[i]);
+    return obj;
+}
+
+static PyObject *
+new_slots(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "new_slots(cls, *values): cls must be a class");
+        return NULL;
+    }
+    return make_slots(args[0], args + 1, nargs - 1);
+}
+
+/* A book diff as msg_cls(inst, False, bids, asks, seq, prev, checksum, exch_ms, recv_ns) (BookMsg's fields in
+ * order), the scanners' result. Steals every value but msg_cls and recv_ns: NULL ones mean an error is set, and
+ * the others are released. */
+static PyObject *
+book_diff(PyObject *msg_cls, PyObject *inst, PyObject *bids, PyObject *asks, PyObject *seq, PyObject *prev,
+          PyObject *checksum, PyObject *exch_ms, PyObject *recv_ns)
+{
+    PyObject *vals[9] = {inst, Py_False, bids, asks, seq, prev, checksum, exch_ms, recv_ns}, *out = NULL;
+    if (inst != NULL && bids != NULL && asks != NULL && seq != NULL && prev != NULL && checksum != NULL &&
+        exch_ms != NULL)
+        out = make_slots(msg_cls, vals, 9);
+    for (int i = 0; i < 8; i++)
+        if (i != 1)
+            Py_XDECREF(vals[i]);
+    return out;
+}
+
 /* ---- kraken_v1: Kraken v1 book diffs [chanId, {"a"|"b": levels, "c": "crc"}, "book-N", "PAIR"] ---------- */
 
 /* [[s, s, ...], ...] with at least two strings per level -> a new list of lists of str; NULL (no exception
@@ -1568,14 +1683,19 @@ fail:
     return NULL;
 }
 
-/* kraken_v1(text) -> (pair, name, asks, bids, checksum) | None */
+/* kraken_v1(text, seq, recv_ns, msg_cls) -> msg_cls(pair, False, bids, asks, seq, seq - 1, checksum, 0, recv_ns)
+ * | None: a v1 book diff (a channel name "book-..."), read from its text. */
 static PyObject *
-kraken_v1(PyObject *self, PyObject *arg)
+kraken_v1(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     const char *buf, *k, *name, *pair, *crc = NULL;
     Py_ssize_t len, kn, name_n, pair_n, crc_n = 0;
-    PyObject *asks = NULL, *bids = NULL, *out = NULL;
-    if (!plain_text(arg, &buf, &len))
+    PyObject *asks = NULL, *bids = NULL;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "kraken_v1(text, seq, recv_ns, msg_cls)");
+        return NULL;
+    }
+    if (!plain_text(args[0], &buf, &len))
         Py_RETURN_NONE;
     scan_t sc = {buf, buf + len, 0}, *s = &sc;
     if (!sc_char(s, '[') || !sc_skip(s) || !sc_char(s, ',') || !sc_char(s, '{'))
@@ -1609,7 +1729,7 @@ kraken_v1(PyObject *self, PyObject *arg)
         !sc_char(s, ']'))
         goto done;
     sc_ws(s);
-    if (s->p != s->end)
+    if (s->p != s->end || name_n < 5 || memcmp(name, "book-", 5) != 0)
         goto done;
     unsigned long long c = 0;
     for (Py_ssize_t i = 0; i < crc_n; i++)
@@ -1618,62 +1738,19 @@ kraken_v1(PyObject *self, PyObject *arg)
         goto done;
     if (bids == NULL && (bids = PyList_New(0)) == NULL)
         goto done;
-    PyObject *pair_o = ascii_str(pair, pair_n), *name_o = pair_o ? ascii_str(name, name_n) : NULL;
-    PyObject *crc_o = name_o ? PyLong_FromUnsignedLongLong(c) : NULL;
-    out = crc_o ? PyTuple_New(5) : NULL;
-    if (out == NULL) {
-        Py_XDECREF(pair_o);
-        Py_XDECREF(name_o);
-        Py_XDECREF(crc_o);
-        goto done;
-    }
-    PyTuple_SET_ITEM(out, 0, pair_o);
-    PyTuple_SET_ITEM(out, 1, name_o);
-    PyTuple_SET_ITEM(out, 2, asks);
-    PyTuple_SET_ITEM(out, 3, bids);
-    PyTuple_SET_ITEM(out, 4, crc_o);
-    return out; /* the tuple owns asks and bids now */
+    PyObject *pair_o = ascii_str(pair, pair_n), *prev = pair_o ? PyNumber_Subtract(args[1], py_one) : NULL;
+    PyObject *crc_o = prev ? PyLong_FromUnsignedLongLong(c) : NULL, *zero = crc_o ? PyLong_FromLong(0) : NULL;
+    Py_INCREF(args[1]);
+    return book_diff(args[3], pair_o, bids, asks, args[1], prev, crc_o, zero, args[2]); /* it took asks and bids */
 done:
     Py_XDECREF(asks);
     Py_XDECREF(bids);
-    if (out == NULL && !PyErr_Occurred())
+    if (!PyErr_Occurred())
         Py_RETURN_NONE;
-    return out;
+    return NULL;
 }
 
 /* ---- kucoin_l2: KuCoin {"type":"message","subject":"trade.l2update","data":{...}} level2 diffs ------------- */
-
-/* plain_text, eight bytes at a time (KuCoin frames are a few hundred bytes: the byte loop was a fifth of the
- * scan). A word has a byte < 0x20, > 0x7E or == '\\' iff one of the three classic bit tests sets a high bit. */
-static int
-plain_text_swar(PyObject *arg, const char **buf, Py_ssize_t *len)
-{
-    if (PyUnicode_CheckExact(arg)) {
-        if (!PyUnicode_IS_COMPACT_ASCII(arg))
-            return 0;
-        *buf = (const char *)PyUnicode_DATA(arg);
-        *len = PyUnicode_GET_LENGTH(arg);
-    }
-    else if (PyBytes_CheckExact(arg)) {
-        *buf = PyBytes_AS_STRING(arg);
-        *len = PyBytes_GET_SIZE(arg);
-    }
-    else
-        return 0;
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    Py_ssize_t i = 0;
-    for (; i + 8 <= *len; i += 8) {
-        uint64_t w, bs;
-        memcpy(&w, *buf + i, 8);
-        bs = w ^ (ones * '\\');
-        if ((((w - ones * 0x20) & ~w) | ((w + ones * (127 - 126)) | w) | ((bs - ones) & ~bs)) & highs)
-            return 0;
-    }
-    for (; i < *len; i++)
-        if ((unsigned char)(*buf)[i] < 0x20 || (unsigned char)(*buf)[i] > 0x7E || (*buf)[i] == '\\')
-            return 0;
-    return 1;
-}
 
 /* sc_str with a plain loop for the closing quote: KuCoin's strings are short, and memchr's call and set-up
  * cost more than the few bytes it skips. */
@@ -1799,17 +1876,90 @@ kc_symbol(const char *a, Py_ssize_t n)
     return u;
 }
 
-/* kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None */
-static PyObject *
-kucoin_l2(PyObject *self, PyObject *arg)
+/* The fields of a trade.l2update's data object that the parser uses. */
+typedef struct {
+    const char *sym;
+    Py_ssize_t sym_n;
+    long long start, end, t;
+    int have_changes, have_start, have_end, have_time;
+    PyObject *bids, *asks; /* owned; the caller releases them whatever sc_kc_data returns */
+} kc_data_t;
+
+/* data {"changes": {"asks": rows, "bids": rows}, "sequenceStart": int, "sequenceEnd": int, "symbol": str,
+ * "time": int} (other keys skipped): 1 read into *d, 0 not of that shape, -1 on a Python error. */
+static int
+sc_kc_data(scan_t *s, kc_data_t *d)
 {
-    const char *buf, *k, *sym = NULL;
-    Py_ssize_t len, kn, sym_n = 0;
-    long long start = 0, end = 0, t = 0;
-    int have_type = 0, have_subject = 0, have_data = 0, have_changes = 0, have_start = 0, have_end = 0,
-        have_time = 0, rc;
-    PyObject *bids = NULL, *asks = NULL, *out = NULL;
-    if (!plain_text_swar(arg, &buf, &len))
+    const char *k;
+    Py_ssize_t kn;
+    int rc;
+    if (!sc_char(s, '{') || sc_char(s, '}'))
+        return 0;
+    do {
+        if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+            return 0;
+        if (SPAN_IS(k, kn, "changes")) {
+            if (d->have_changes || !sc_char(s, '{'))
+                return 0;
+            d->have_changes = 1;
+            if (!sc_char(s, '}')) {
+                do {
+                    if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+                        return 0;
+                    if (SPAN_IS(k, kn, "asks"))
+                        rc = sc_kc_rows(s, &d->asks);
+                    else if (SPAN_IS(k, kn, "bids"))
+                        rc = sc_kc_rows(s, &d->bids);
+                    else
+                        rc = sc_skip(s);
+                    if (rc <= 0)
+                        return rc;
+                } while (sc_char(s, ','));
+                if (!sc_char(s, '}'))
+                    return 0;
+            }
+        }
+        else if (SPAN_IS(k, kn, "sequenceStart")) {
+            if (d->have_start || !sc_int(s, 18, &d->start))
+                return 0;
+            d->have_start = 1;
+        }
+        else if (SPAN_IS(k, kn, "sequenceEnd")) {
+            if (d->have_end || !sc_int(s, 18, &d->end))
+                return 0;
+            d->have_end = 1;
+        }
+        else if (SPAN_IS(k, kn, "symbol")) {
+            if (d->sym != NULL || !sc_short_str(s, &d->sym, &d->sym_n))
+                return 0;
+        }
+        else if (SPAN_IS(k, kn, "time")) {
+            if (d->have_time || !sc_int(s, 18, &d->t))
+                return 0;
+            d->have_time = 1;
+        }
+        else if (!sc_skip(s))
+            return 0;
+    } while (sc_char(s, ','));
+    return sc_char(s, '}') && d->have_changes && d->have_start && d->have_end && d->sym != NULL;
+}
+
+/* kucoin_l2(text, recv_ns, msg_cls) -> msg_cls(symbol, False, bids, asks, sequenceEnd, sequenceStart, 0, time,
+ * recv_ns) | topic | None. A "message" of another subject gives its topic (the parser reports it as ignored),
+ * a trade.l2update whose sequenceStart exceeds its sequenceEnd gives None (the parser's error). Keys in any
+ * order: a data object met before the subject is read as an l2update's and, if it is not one, skipped. */
+static PyObject *
+kucoin_l2(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *buf, *k, *topic = NULL;
+    Py_ssize_t len, kn, topic_n = 0;
+    int have_type = 0, subject = 0 /* 1 trade.l2update, 2 another */, have_data = 0, data_ok = 0, rc;
+    kc_data_t d = {NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL};
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "kucoin_l2(text, recv_ns, msg_cls)");
+        return NULL;
+    }
+    if (!plain_text(args[0], &buf, &len))
         Py_RETURN_NONE;
     scan_t sc = {buf, buf + len, 0}, *s = &sc;
     if (!sc_char(s, '{') || sc_char(s, '}'))
@@ -1825,61 +1975,35 @@ kucoin_l2(PyObject *self, PyObject *arg)
             have_type = 1;
         }
         else if (SPAN_IS(k, kn, "subject")) {
-            if (have_subject || !sc_short_str(s, &v, &vn) || !SPAN_IS(v, vn, "trade.l2update"))
+            if (subject || !sc_short_str(s, &v, &vn))
                 goto done;
-            have_subject = 1;
+            subject = SPAN_IS(v, vn, "trade.l2update") ? 1 : 2;
         }
         else if (SPAN_IS(k, kn, "data")) {
-            if (have_data || !sc_char(s, '{') || sc_char(s, '}'))
+            if (have_data)
                 goto done;
             have_data = 1;
-            do {
-                if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
+            if (subject == 2) {
+                if (!sc_skip(s))
                     goto done;
-                if (SPAN_IS(k, kn, "changes")) {
-                    if (have_changes || !sc_char(s, '{'))
-                        goto done;
-                    have_changes = 1;
-                    if (!sc_char(s, '}')) {
-                        do {
-                            if (!sc_short_str(s, &k, &kn) || !sc_char(s, ':'))
-                                goto done;
-                            if (SPAN_IS(k, kn, "asks"))
-                                rc = sc_kc_rows(s, &asks);
-                            else if (SPAN_IS(k, kn, "bids"))
-                                rc = sc_kc_rows(s, &bids);
-                            else
-                                rc = sc_skip(s);
-                            if (rc <= 0)
-                                goto done;
-                        } while (sc_char(s, ','));
-                        if (!sc_char(s, '}'))
-                            goto done;
-                    }
-                }
-                else if (SPAN_IS(k, kn, "sequenceStart")) {
-                    if (have_start || !sc_int(s, 18, &start))
-                        goto done;
-                    have_start = 1;
-                }
-                else if (SPAN_IS(k, kn, "sequenceEnd")) {
-                    if (have_end || !sc_int(s, 18, &end))
-                        goto done;
-                    have_end = 1;
-                }
-                else if (SPAN_IS(k, kn, "symbol")) {
-                    if (sym != NULL || !sc_short_str(s, &sym, &sym_n))
-                        goto done;
-                }
-                else if (SPAN_IS(k, kn, "time")) {
-                    if (have_time || !sc_int(s, 18, &t))
-                        goto done;
-                    have_time = 1;
-                }
-                else if (!sc_skip(s))
+                continue;
+            }
+            scan_t at = *s;
+            if ((rc = sc_kc_data(s, &d)) < 0)
+                goto done;
+            data_ok = rc;
+            if (!data_ok) {
+                if (subject == 1)
                     goto done;
-            } while (sc_char(s, ','));
-            if (!sc_char(s, '}'))
+                Py_CLEAR(d.bids); /* perhaps another subject's data: skipped as any JSON value */
+                Py_CLEAR(d.asks);
+                *s = at;
+                if (!sc_skip(s))
+                    goto done;
+            }
+        }
+        else if (SPAN_IS(k, kn, "topic")) {
+            if (topic != NULL || !sc_short_str(s, &topic, &topic_n))
                 goto done;
         }
         else if (!sc_skip(s))
@@ -1888,41 +2012,34 @@ kucoin_l2(PyObject *self, PyObject *arg)
     if (!sc_char(s, '}'))
         goto done;
     sc_ws(s);
-    if (s->p != s->end || !have_type || !have_subject || !have_changes || !have_start || !have_end || sym == NULL)
+    if (s->p != s->end || !have_type)
         goto done;
-    if (bids == NULL && (bids = PyList_New(0)) == NULL)
-        goto done;
-    if (asks == NULL && (asks = PyList_New(0)) == NULL)
-        goto done;
-    PyObject *sym_o = kc_symbol(sym, sym_n), *start_o = sym_o ? PyLong_FromLongLong(start) : NULL, *end_o = NULL;
-    if (start_o != NULL && start == end) { /* one change: the same int twice */
-        Py_INCREF(start_o);
-        end_o = start_o;
-    }
-    else if (start_o != NULL)
-        end_o = PyLong_FromLongLong(end);
-    PyObject *t_o = end_o ? PyLong_FromLongLong(t) : NULL;
-    out = t_o ? PyTuple_New(6) : NULL;
-    if (out == NULL) {
-        Py_XDECREF(sym_o);
-        Py_XDECREF(start_o);
-        Py_XDECREF(end_o);
-        Py_XDECREF(t_o);
+    if (subject == 2) {
+        Py_CLEAR(d.bids);
+        Py_CLEAR(d.asks);
+        if (topic != NULL)
+            return ascii_str(topic, topic_n);
         goto done;
     }
-    PyTuple_SET_ITEM(out, 0, sym_o);
-    PyTuple_SET_ITEM(out, 1, start_o);
-    PyTuple_SET_ITEM(out, 2, end_o);
-    PyTuple_SET_ITEM(out, 3, t_o);
-    PyTuple_SET_ITEM(out, 4, bids);
-    PyTuple_SET_ITEM(out, 5, asks);
-    return out; /* the tuple owns bids and asks now */
+    if (subject != 1 || !data_ok || d.start > d.end)
+        goto done;
+    if (d.bids == NULL && (d.bids = PyList_New(0)) == NULL)
+        goto done;
+    if (d.asks == NULL && (d.asks = PyList_New(0)) == NULL)
+        goto done;
+    PyObject *sym = kc_symbol(d.sym, d.sym_n), *end = sym ? PyLong_FromLongLong(d.end) : NULL, *start = NULL;
+    if (end != NULL && d.start == d.end) /* one change: the same int twice */
+        start = Py_NewRef(end);
+    else if (end != NULL)
+        start = PyLong_FromLongLong(d.start);
+    PyObject *zero = start ? PyLong_FromLong(0) : NULL, *t = zero ? PyLong_FromLongLong(d.t) : NULL;
+    return book_diff(args[2], sym, d.bids, d.asks, end, start, zero, t, args[1]); /* it took bids and asks */
 done:
-    Py_XDECREF(bids);
-    Py_XDECREF(asks);
-    if (out == NULL && !PyErr_Occurred())
+    Py_XDECREF(d.bids);
+    Py_XDECREF(d.asks);
+    if (!PyErr_Occurred())
         Py_RETURN_NONE;
-    return out;
+    return NULL;
 }
 
 /* ---- okx_books: OKX {"arg":{"channel":"books","instId":..},"action":..,"data":[{..}]} order-book frames --------
@@ -1996,7 +2113,7 @@ okx_books(PyObject *self, PyObject *arg)
     long long seq = 0, prev = 0, crc = 0, t = 0;
     int have_arg = 0, have_channel = 0, have_data = 0, have_seq = 0, have_prev = 0, have_crc = 0, rc;
     PyObject *bids = NULL, *asks = NULL, *out = NULL;
-    if (!plain_text_swar(arg, &buf, &len) || !okx_has_seqid(buf, len))
+    if (!plain_text(arg, &buf, &len) || !okx_has_seqid(buf, len))
         Py_RETURN_NONE;
     scan_t sc = {buf, buf + len, 0}, *s = &sc;
     if (!sc_char(s, '{') || sc_char(s, '}'))
@@ -2102,79 +2219,6 @@ done:
     return out;
 }
 
-/* new_slots(cls, *values): an instance of a __slots__ class (a @dataclass(slots=True) without
- * __post_init__ or defaults to apply, such as BookMsg) with its slots set from ``values`` in
- * __slots__ order, __init__ not run: what cls(*values) makes, without the Python __init__ frame
- * (type_call -> slot_tp_init -> the generated __init__ cost ~1,500 instructions per BookMsg).
- * The slot offsets of the last class seen are cached. */
-static PyTypeObject *slots_cls = NULL;
-static Py_ssize_t slots_n = 0;
-static Py_ssize_t slots_off[32];
-
-static int
-slots_learn(PyTypeObject *cls)
-{
-    PyObject *names = PyObject_GetAttrString((PyObject *)cls, "__slots__");
-    if (names == NULL)
-        return -1;
-    PyObject *seq = PySequence_Fast(names, "new_slots: __slots__ must be a sequence");
-    Py_DECREF(names);
-    if (seq == NULL)
-        return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    Py_ssize_t off[32];
-    if (n > 32) {
-        Py_DECREF(seq);
-        PyErr_Format(PyExc_TypeError, "new_slots: %s has more than 32 slots", cls->tp_name);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *descr = PyObject_GetAttr((PyObject *)cls, PySequence_Fast_GET_ITEM(seq, i));
-        if (descr == NULL) {
-            Py_DECREF(seq);
-            return -1;
-        }
-        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
-            ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-            Py_DECREF(descr);
-            Py_DECREF(seq);
-            PyErr_Format(PyExc_TypeError, "new_slots: %s.%R is not a plain slot", cls->tp_name,
-                         PySequence_Fast_GET_ITEM(seq, i));
-            return -1;
-        }
-        off[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-    }
-    Py_DECREF(seq);
-    Py_INCREF(cls);
-    Py_XSETREF(slots_cls, cls);
-    slots_n = n;
-    memcpy(slots_off, off, sizeof(Py_ssize_t) * (size_t)n);
-    return 0;
-}
-
-static PyObject *
-new_slots(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs < 1 || !PyType_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "new_slots(cls, *values): cls must be a class");
-        return NULL;
-    }
-    PyTypeObject *cls = (PyTypeObject *)args[0];
-    if (cls != slots_cls && slots_learn(cls) < 0)
-        return NULL;
-    if (nargs - 1 != slots_n) {
-        PyErr_Format(PyExc_TypeError, "new_slots: %s takes %zd values, got %zd", cls->tp_name, slots_n, nargs - 1);
-        return NULL;
-    }
-    PyObject *obj = cls->tp_alloc(cls, 0);
-    if (obj == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < slots_n; i++)
-        *(PyObject **)((char *)obj + slots_off[i]) = Py_NewRef(args[i + 1]);
-    return obj;
-}
-
 static PyMethodDef methods[] = {
     {"apply_rows", (PyCFunction)(void (*)(void))apply_rows, METH_FASTCALL,
      "apply_rows(keys, pxs, szs, rows, neg, watch) -> bool: apply absolute-size rows to one side"},
@@ -2192,10 +2236,12 @@ static PyMethodDef methods[] = {
      "split_rows(items, side_key, bid, ask, px_key, sz_key) -> (bids, asks) | None: rows split by side"},
     {"coinbase_l2", coinbase_l2, METH_O,
      "coinbase_l2(text) -> (channel, timestamp, sequence_num, [(type, product_id, bids, asks)]) | None"},
-    {"kraken_v1", kraken_v1, METH_O,
-     "kraken_v1(text) -> (pair, name, asks, bids, checksum) | None: a Kraken v1 book diff read from its text"},
-    {"kucoin_l2", kucoin_l2, METH_O,
-     "kucoin_l2(text) -> (symbol, sequenceStart, sequenceEnd, time, bids, asks) | None: a KuCoin level2 diff"},
+    {"kraken_v1", (PyCFunction)(void (*)(void))kraken_v1, METH_FASTCALL,
+     "kraken_v1(text, seq, recv_ns, msg_cls) -> msg_cls(pair, False, bids, asks, seq, seq - 1, checksum, 0, recv_ns)"
+     " | None: a Kraken v1 book diff read from its text"},
+    {"kucoin_l2", (PyCFunction)(void (*)(void))kucoin_l2, METH_FASTCALL,
+     "kucoin_l2(text, recv_ns, msg_cls) -> msg_cls(symbol, False, bids, asks, sequenceEnd, sequenceStart, 0, time,"
+     " recv_ns) | topic | None: a KuCoin level2 diff, or the topic of another subject's message"},
     {"okx_books", okx_books, METH_O,
      "okx_books(text) -> (inst, action, bids, asks, seq, prev, checksum, ts) | None: an OKX books frame, levels cut"
      " to [price, size]"},
@@ -2216,6 +2262,8 @@ PyMODINIT_FUNC
 PyInit__core(void)
 {
     crc_init();
+    if (py_one == NULL && (py_one = PyLong_FromLong(1)) == NULL)
+        return NULL;
 #ifdef HAVE_CLMUL_PATH
     __builtin_cpu_init();
     use_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");

@@ -42,9 +42,8 @@ split_rows: Callable[[object, str, str, str, str, str], tuple[list[list[str]], l
     _core.split_rows)
 coinbase_l2: Callable[[str | bytes], tuple[str, str, int, list[tuple[str, str, list[list[str]], list[list[str]]]]]
                       | None] = _core.coinbase_l2
-kraken_v1: Callable[[str | bytes], tuple[str, str, list[list[str]], list[list[str]], int] | None] = _core.kraken_v1
-kucoin_l2: Callable[[str | bytes], tuple[str, int, int, int, list[list[str]], list[list[str]]] | None] = (
-    _core.kucoin_l2)
+kraken_v1: Callable[[str | bytes, int, int, type[BookMsg]], BookMsg | None] = _core.kraken_v1
+kucoin_l2: Callable[[str | bytes, int, type[BookMsg]], BookMsg | str | None] = _core.kucoin_l2
 okx_books: Callable[[str | bytes], tuple[str, str, list[list[str]], list[list[str]], int, int, int, int] | None] = (
     _core.okx_books)
 # BookMsg(...) for the parsers' hot paths: the compiled twin sets its slots without the Python __init__ frame

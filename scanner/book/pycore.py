@@ -10,6 +10,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from scanner.model import BookMsg
+
 _T = TypeVar("_T")
 
 INF = float("inf")
@@ -234,16 +236,17 @@ def coinbase_l2(text: str | bytes) -> tuple[str, str, int, list[L2Event]] | None
     return ch, ts, seq, out
 
 
-def kraken_v1(text: str | bytes) -> tuple[str, str, list[list[str]], list[list[str]], int] | None:
+def kraken_v1(text: str | bytes, seq: int, recv_ns: int, msg_cls: type[BookMsg]) -> BookMsg | None:
     """A Kraken v1 book diff ``[chanId, {"a": levels, "b": levels, "c": "crc"}, "book-N", "PAIR"]`` (each
-    key optional, levels arrays of two to eight strings): ``(pair, name, asks, bids, checksum)``, a missing
-    side empty and a missing ``c`` 0. None for anything else (printable ASCII without backslashes, JSON,
-    that shape, ``c`` of 1-10 digits, no repeated key): the caller then decodes the frame in full."""
+    key optional, levels arrays of two to eight strings) as ``msg_cls(pair, False, bids, asks, seq, seq - 1,
+    checksum, 0, recv_ns)``, a missing side empty and a missing ``c`` 0. None for anything else (printable ASCII
+    without backslashes, JSON, that shape, a channel name starting ``book-``, ``c`` of 1-10 digits, no repeated
+    key): the caller then decodes the frame in full."""
     d = _strict_json(text)
     if type(d) is not list or len(d) != 4 or type(d[1]) is not _Object:
         return None
     name, pair = d[2], d[3]
-    if type(name) is not str or type(pair) is not str:
+    if type(name) is not str or type(pair) is not str or not name.startswith("book-"):
         return None
     fields: dict[str, object] = {}
     for k, v in d[1]:
@@ -260,7 +263,7 @@ def kraken_v1(text: str | bytes) -> tuple[str, str, list[list[str]], list[list[s
     c = fields.get("c", "0")
     if type(c) is not str or not 1 <= len(c) <= 10 or not all("0" <= ch <= "9" for ch in c):
         return None
-    return pair, name, sides[0], sides[1], int(c)
+    return msg_cls(pair, False, sides[1], sides[0], seq, seq - 1, int(c), 0, recv_ns)
 
 
 def _read(obj: object, keys: tuple[str, ...]) -> dict[str, object] | None:
@@ -288,33 +291,37 @@ def _kucoin_rows(rows: object) -> list[list[str]] | None:
     return [r for r in rows if r[0] != "0"]  # price "0": a sequence step that changes no level
 
 
-KucoinL2 = tuple[str, int, int, int, list[list[str]], list[list[str]]]  # (symbol, start, end, time, bids, asks)
-
-
-def kucoin_l2(text: str | bytes) -> KucoinL2 | None:
+def kucoin_l2(text: str | bytes, recv_ns: int, msg_cls: type[BookMsg]) -> BookMsg | str | None:
     """A KuCoin ``trade.l2update`` frame ``{"type": "message", "subject": "trade.l2update", "data": {"changes":
     {"asks": rows, "bids": rows}, "sequenceStart": int, "sequenceEnd": int, "symbol": str, "time": int}}`` (keys
-    in any order, other keys skipped, each side and ``time`` optional): ``(symbol, sequenceStart, sequenceEnd,
-    time, bids, asks)`` with rows ``[price, size, sequence]`` of three strings, those of price ``"0"`` dropped, a
-    missing side empty and a missing ``time`` 0. None for anything else (printable ASCII without backslashes,
-    JSON, that shape, integers of at most 18 digits, no repeated field that is read): the caller then decodes
-    the frame in full. The compiled scanner also gives up on nesting deeper than 64."""
+    in any order, other keys skipped, each side and ``time`` optional) as ``msg_cls(symbol, False, bids, asks,
+    sequenceEnd, sequenceStart, 0, time, recv_ns)`` with rows ``[price, size, sequence]`` of three strings, those
+    of price ``"0"`` dropped, a missing side empty and a missing ``time`` 0; a ``"message"`` of another subject
+    (any data) gives its ``topic`` string. None for anything else (printable ASCII without backslashes, JSON, that
+    shape, integers of at most 18 digits, sequenceStart <= sequenceEnd, a topic that is a string, no repeated field
+    that is read): the caller then decodes the frame in full. The compiled scanner also gives up on nesting deeper
+    than 64."""
     d = _strict_json(text)
-    top = _read(d, ("type", "subject", "data"))
-    if top is None or top.get("type") != "message" or top.get("subject") != "trade.l2update":
+    top = _read(d, ("type", "subject", "data", "topic"))
+    if top is None or top.get("type") != "message" or type(top.get("subject")) is not str:
         return None
+    topic = top.get("topic")
+    if "topic" in top and type(topic) is not str:
+        return None
+    if top["subject"] != "trade.l2update":
+        return topic if type(topic) is str else None
     data = _read(top.get("data"), ("changes", "sequenceStart", "sequenceEnd", "symbol", "time"))
     if data is None:
         return None
     changes = _read(data.get("changes"), ("asks", "bids"))
     sym, start, end = data.get("symbol"), _int18(data.get("sequenceStart")), _int18(data.get("sequenceEnd"))
     t = _int18(data.get("time", 0))
-    if changes is None or type(sym) is not str or start is None or end is None or t is None:
+    if changes is None or type(sym) is not str or start is None or end is None or t is None or start > end:
         return None
     bids, asks = _kucoin_rows(changes.get("bids", [])), _kucoin_rows(changes.get("asks", []))
     if bids is None or asks is None:
         return None
-    return sym, start, end, t, bids, asks
+    return msg_cls(sym, False, bids, asks, end, start, 0, t, recv_ns)
 
 
 def _int64(x: object) -> int | None:

@@ -134,16 +134,14 @@ class KrakenParser(Parser):
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:
         if COMPILED and self.channel == V1_CHANNEL:
-            # v1 diffs read by the compiled scanner, which makes objects only of what is used here; None
-            # (snapshots, other channels, events, anything odd) means: decode in full below. Its pure-Python
-            # twin is no faster than decoding, so without the compiled core the frame is decoded at once.
-            v1 = kraken_v1(raw)
+            # v1 book diffs read by the compiled scanner, which makes the BookMsg itself and objects only of what
+            # it holds; None (snapshots, other channels, events, anything odd) means: decode in full below. Its
+            # pure-Python twin is no faster than decoding, so without the compiled core the frame is decoded at once.
+            n = self.count + 1
+            v1 = kraken_v1(raw, n, recv_ns, BookMsg)
             if v1 is not None:
-                pair, name, asks, bids, crc = v1
-                if not name.startswith("book-"):
-                    return [Control("ignored", pair, name)]
-                n = self.count = self.count + 1
-                return [book_msg(pair, False, bids, asks, n, n - 1, crc, 0, recv_ns)]
+                self.count = n
+                return [v1]
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 import orjson
 
 from scanner.book.errors import BookError, CrossedBook, ParseError, SequenceGap
-from scanner.book.l2 import COMPILED, apply_sides, book_msg, kucoin_l2
+from scanner.book.l2 import COMPILED, apply_sides, kucoin_l2
 from scanner.book.sync import APPLY, GAP, STALE, BadLevel, SyncedBook
 from scanner.markets import Market, unified
 from scanner.model import BookMsg, Control, Level
@@ -80,15 +80,16 @@ class KucoinParser(Parser):
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list[BookMsg | Control]:
         if COMPILED:
-            # l2update diffs read by the compiled scanner, which makes objects only of what is used here; None
-            # (controls, other subjects, anything odd) means: decode in full below. Its pure-Python twin is no
-            # faster than decoding, so without the compiled core the frame is decoded at once.
-            l2 = kucoin_l2(raw)
+            # l2update diffs read by the compiled scanner, which makes the BookMsg itself and objects only of what
+            # it holds; for a message of another subject it reads just the topic. None (controls, anything odd)
+            # means: decode in full below. Its pure-Python twin is no faster than decoding, so without the
+            # compiled core the frame is decoded at once.
+            l2 = kucoin_l2(raw, recv_ns, BookMsg)
             if l2 is not None:
-                inst, start, end, t, bids, asks = l2
-                if start > end:
-                    raise ParseError(f"kucoin: sequenceStart {start} > sequenceEnd {end}")
-                return [book_msg(inst, False, bids, asks, end, start, 0, t, recv_ns)]
+                if isinstance(l2, str):
+                    head, _, inst = l2.partition(":")
+                    return [Control("ignored", inst, head)]
+                return [l2]
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
