@@ -28,6 +28,7 @@ from scanner.replay import Replayer, ReplayResult, capture_events, replay_captur
 from scanner.venues import VENUES, kraken
 from scanner.venues.kraken import KrakenParser, make_book, parse_instruments, resubscribe, subscribe
 from tests.book_drive import drive
+from tests.parse_outcomes import parse_outcomes
 
 Side = dict[Decimal, tuple[str, str]]
 DOC_ASKS = [(f"0.{5005 + 5 * i:05d}", "0.00000500") for i in range(10)]
@@ -200,17 +201,6 @@ def test_recording_asset_pairs_map_v1_names(recording: Path) -> None:
 # ------------------------------------------------------------------ v2 frames
 
 
-def _outcomes(frames: list[str | bytes]) -> list[object]:
-    parser = KrakenParser(kraken.V1_CHANNEL)
-    out: list[object] = []
-    for raw in frames:
-        try:
-            out.append(parser.parse(raw, 11))
-        except ParseError as exc:
-            out.append(("ParseError", str(exc)))
-    return out
-
-
 @pytest.mark.parametrize("scanner", ["compiled", "pycore"])
 def test_recording_frames_parse_the_same_through_the_v1_scanner_and_the_full_decoder(
         recording: Path, monkeypatch: pytest.MonkeyPatch, scanner: str) -> None:
@@ -231,10 +221,10 @@ def test_recording_frames_parse_the_same_through_the_v1_scanner_and_the_full_dec
     ]
     frames += odd + [f.encode() for f in odd if isinstance(f, str)]
     monkeypatch.setattr(kraken, "COMPILED", False)
-    want = _outcomes(frames)
+    want = parse_outcomes(KrakenParser(kraken.V1_CHANNEL), frames)
     monkeypatch.setattr(kraken, "COMPILED", True)
     monkeypatch.setattr(kraken, "kraken_v1", scan)
-    assert _outcomes(frames) == want
+    assert parse_outcomes(KrakenParser(kraken.V1_CHANNEL), frames) == want
 
 
 def v2_frame(kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], checksum: int,

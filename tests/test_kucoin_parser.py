@@ -41,6 +41,7 @@ from scanner.venues.kucoin import (
     subscribe,
 )
 from tests.book_drive import drive
+from tests.parse_outcomes import parse_outcomes
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = "cryptofeed/KUCOIN.jsonl.zst"
@@ -179,16 +180,6 @@ def test_replay_cli_on_the_capture(recorded_dir: Path, capsys: pytest.CaptureFix
     assert d["snapshots"] == 9 and d["invalid"] == [] and not any(d["errors"].values())
 
 
-def _outcomes(parser: KucoinParser, frames: list[str | bytes]) -> list[object]:
-    out: list[object] = []
-    for raw in frames:
-        try:
-            out.append(parser.parse(raw, 11))
-        except ParseError as exc:
-            out.append(("ParseError", str(exc)))
-    return out
-
-
 @pytest.mark.parametrize("scanner", ["compiled", "pycore"])
 def test_capture_frames_parse_the_same_through_the_l2_scanner_and_the_full_decoder(
         recorded_dir: Path, monkeypatch: pytest.MonkeyPatch, scanner: str) -> None:
@@ -232,10 +223,10 @@ def test_capture_frames_parse_the_same_through_the_l2_scanner_and_the_full_decod
     ]
     frames += odd + [f.decode() if isinstance(f, bytes) else f.encode() for f in odd]
     monkeypatch.setattr(kucoin_mod, "COMPILED", False)
-    want = _outcomes(KucoinParser(), frames)
+    want = parse_outcomes(KucoinParser(), frames)
     monkeypatch.setattr(kucoin_mod, "COMPILED", True)
     monkeypatch.setattr(kucoin_mod, "kucoin_l2", scan)
-    assert _outcomes(KucoinParser(), frames) == want
+    assert parse_outcomes(KucoinParser(), frames) == want
 
 
 # ------------------------------------------------------------------ hand-written current-protocol frames

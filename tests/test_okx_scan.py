@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from types import ModuleType
 
 import orjson
@@ -14,11 +15,11 @@ import pytest
 import scanner.book.l2 as l2mod
 import scanner.venues.okx as okx_mod
 from scanner.book import pycore
-from scanner.book.errors import ParseError
 from scanner.capture import Recv, read_cryptofeed
 from scanner.model import BookMsg
 from scanner.venues.okx import OkxParser
 from tests.conftest import PROJECT_ROOT
+from tests.parse_outcomes import parse_outcomes
 from tests.test_okx_parser import BOOK
 
 _core: ModuleType | None
@@ -100,19 +101,9 @@ _TEST_FRAMES: list[str | bytes] = [
 ]
 
 
-def _cut(out: list[object]) -> list[object]:
+def _cut(out: Sequence[object]) -> list[object]:
     return [BookMsg(m.inst, m.snapshot, [r[:2] for r in m.bids], [r[:2] for r in m.asks], m.seq, m.prev,
                     m.checksum, m.exch_ms, m.recv_ns) if isinstance(m, BookMsg) else m for m in out]
-
-
-def _outcomes(parser: OkxParser, frames: list[str | bytes]) -> list[object]:
-    out: list[object] = []
-    for raw in frames:
-        try:
-            out.append(_cut(list(parser.parse(raw, 11))))
-        except ParseError as exc:
-            out.append(("ParseError", str(exc)))
-    return out
 
 
 def _all_frames() -> list[str | bytes]:
@@ -135,11 +126,11 @@ def test_parser_gives_the_same_with_the_scanner_on_and_off(monkeypatch: pytest.M
     recorded = _recorded_frames()
     frames += recorded + [f.decode() if isinstance(f, bytes) else f.encode() for f in recorded]
     monkeypatch.setattr(okx_mod, "COMPILED", False)
-    want = _outcomes(OkxParser(channel), frames)
+    want = parse_outcomes(OkxParser(channel), frames, _cut)
     scan = _core.okx_books if scanner == "compiled" and _core is not None else pycore.okx_books
     monkeypatch.setattr(okx_mod, "COMPILED", True)
     monkeypatch.setattr(okx_mod, "okx_books", scan)
-    assert _outcomes(OkxParser(channel), frames) == want
+    assert parse_outcomes(OkxParser(channel), frames, _cut) == want
     if channel == "books":  # the scanner really took the book frames
         assert sum(scan(f) is not None for f in frames) >= 2 * (20 + 6)
 
