@@ -16,15 +16,11 @@ import pytest
 
 from scanner.book import l2, pycore
 from scanner.model import BookMsg
+from tests.built import built, needs_built
 
-_core: ModuleType | None
-try:
-    from scanner.book import _core
-except ImportError:  # pragma: no cover - only without a C compiler
-    _core = None
-
+_core = built("scanner.book._core")
 CORES: list[ModuleType] = [pycore] + ([_core] if _core is not None else [])
-needs_c = pytest.mark.skipif(_core is None, reason="scanner.book._core is not built (no C compiler at install)")
+needs_c = needs_built(_core, "scanner.book._core")
 
 
 def test_ci_builds_the_compiled_core() -> None:

@@ -14,14 +14,10 @@ from typing import Any
 import pytest
 
 from scanner.book import pycore
+from tests.built import built, needs_built
 
-_core: ModuleType | None
-try:
-    from scanner.book import _core
-except ImportError:  # pragma: no cover - only without a C compiler
-    _core = None
-
-pytestmark = pytest.mark.skipif(_core is None, reason="scanner.book._core is not built (no C compiler at install)")
+_core = built("scanner.book._core")
+pytestmark = needs_built(_core, "scanner.book._core")
 
 ZEROS = ("0", "0.0", "0.00000000")
 Side = list[list[Any]]  # [keys, pxs, szs]

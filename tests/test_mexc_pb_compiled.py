@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
-from types import ModuleType
 
 import pytest
 
@@ -19,17 +18,11 @@ from scanner.book.errors import ParseError
 from scanner.compiled import compiled as load_compiled
 from scanner.venues import mexc_pb as pb
 from tests import test_mexc_parser as tm
+from tests.built import built, needs_built
 from tests.test_mexc_parser import ETH_CHANNEL, OFFICIAL_AGGRE, OFFICIAL_DEALS, OFFICIAL_LIMIT, ld, uv
 
-_mexc: ModuleType | None
-try:
-    from scanner.venues import _mexc_pb as _compiled
-except ImportError:  # pragma: no cover - only without a C compiler
-    _mexc = None
-else:
-    _mexc = _compiled
-
-needs_c = pytest.mark.skipif(_mexc is None, reason="scanner.venues._mexc_pb is not built (no C compiler at install)")
+_mexc = built("scanner.venues._mexc_pb")
+needs_c = needs_built(_mexc, "scanner.venues._mexc_pb")
 
 
 def test_ci_builds_the_compiled_decoder() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from types import ModuleType
 
 import orjson
 import pytest
@@ -18,17 +17,13 @@ from scanner.book import pycore
 from scanner.capture import Recv, read_cryptofeed
 from scanner.model import BookMsg
 from scanner.venues.okx import OkxParser
+from tests.built import built, needs_built
 from tests.conftest import PROJECT_ROOT
 from tests.parse_outcomes import parse_outcomes
 from tests.test_okx_parser import BOOK
 
-_core: ModuleType | None
-try:
-    from scanner.book import _core
-except ImportError:  # pragma: no cover - no compiler
-    _core = None
-
-needs_c = pytest.mark.skipif(_core is None, reason="scanner.book._core is not built")
+_core = built("scanner.book._core")
+needs_c = needs_built(_core, "scanner.book._core")
 RECORDED = (PROJECT_ROOT.parent / "shared" / "recorded").resolve()
 SCANNERS = [pytest.param("compiled", marks=needs_c), "pycore"]
 

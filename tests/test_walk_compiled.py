@@ -11,7 +11,6 @@ import os
 import random
 import time
 from decimal import Decimal
-from types import ModuleType
 
 import pytest
 
@@ -21,16 +20,10 @@ from scanner.detect.detector import SpreadDetector
 from scanner.detect.spread import Fill, walk
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
+from tests.built import built, needs_built
 
-_walk: ModuleType | None
-try:
-    from scanner.detect import _walk as _compiled
-except ImportError:  # pragma: no cover - only without a C compiler
-    _walk = None
-else:
-    _walk = _compiled
-
-needs_c = pytest.mark.skipif(_walk is None, reason="scanner.detect._walk is not built (no C compiler at install)")
+_walk = built("scanner.detect._walk")
+needs_c = needs_built(_walk, "scanner.detect._walk")
 
 
 def test_ci_builds_the_compiled_walk() -> None:
