@@ -149,15 +149,21 @@ def test_round_trip_through_our_encoder() -> None:
     assert [pb.varint(v) for v in (0, 127, 128, 300)] == [uv(v) for v in (0, 127, 128, 300)]
 
 
-def test_the_canonical_fast_path_agrees_with_the_general_decoder() -> None:
+def encoded_aggre_frames() -> list[bytes]:
+    """Aggregated-depth pushes of 0, 1, 7 and 60 random levels a side, each also with an unknown trailing field."""
     rng = random.Random(3)
-    frames = [OFFICIAL_AGGRE, OFFICIAL_LIMIT]
+    frames = []
     for n in (0, 1, 7, 60):
         asks = [[f"{rng.randint(1, 10**6)}.{rng.randint(0, 99)}", str(rng.randint(0, 9))] for _ in range(n)]
         bids = [[str(rng.randint(1, 999)), f"0.{rng.randint(0, 10**8)}"] for _ in range(n)]
         body = pb.encode_aggre_depths(asks, bids, "ev", "5", str(5 + n))
         frames.append(pb.encode_push(ETH_CHANNEL, pb.AGGRE_DEPTHS, body, symbol="ETHUSDT", send_time=n + 1))
         frames.append(pb.encode_push(ETH_CHANNEL, pb.AGGRE_DEPTHS, body + uv(6 << 3) + uv(12345)))
+    return frames
+
+
+def test_the_canonical_fast_path_agrees_with_the_general_decoder() -> None:
+    frames = [OFFICIAL_AGGRE, OFFICIAL_LIMIT, *encoded_aggre_frames()]
     for f in frames:
         s = f.decode("latin-1")
         fast = pb._decode_canonical(f, s)

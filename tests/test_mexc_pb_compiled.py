@@ -112,15 +112,8 @@ def parser_test_frames() -> list[bytes]:
     table = [args[0] for mark in getattr(tm.test_malformed_frames, "pytestmark", [])
              if mark.name == "parametrize" for args in mark.args[1] if isinstance(args[0], bytes)]
     assert len(table) >= 12  # the malformed-frame table was found
-    frames = [OFFICIAL_AGGRE, OFFICIAL_LIMIT, OFFICIAL_DEALS, hand, unordered, merged, odd, *table]
-    rng = random.Random(3)  # test_the_canonical_fast_path_agrees_with_the_general_decoder's frames
-    for n in (0, 1, 7, 60):
-        asks = [[f"{rng.randint(1, 10**6)}.{rng.randint(0, 99)}", str(rng.randint(0, 9))] for _ in range(n)]
-        bids = [[str(rng.randint(1, 999)), f"0.{rng.randint(0, 10**8)}"] for _ in range(n)]
-        body3 = pb.encode_aggre_depths(asks, bids, "ev", "5", str(5 + n))
-        frames.append(pb.encode_push(ETH_CHANNEL, pb.AGGRE_DEPTHS, body3, symbol="ETHUSDT", send_time=n + 1))
-        frames.append(pb.encode_push(ETH_CHANNEL, pb.AGGRE_DEPTHS, body3 + uv(6 << 3) + uv(12345)))
-    return frames
+    return [OFFICIAL_AGGRE, OFFICIAL_LIMIT, OFFICIAL_DEALS, hand, unordered, merged, odd, *table,
+            *tm.encoded_aggre_frames()]
 
 
 def rand_text(rng: random.Random) -> str:
