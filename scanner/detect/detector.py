@@ -25,7 +25,7 @@ from scanner.detect import crossquote, spread
 from scanner.detect.lifecycle import Key, OpportunityTracker
 from scanner.detect.spread import Fill, fmt, top_spread_bps, walk
 from scanner.fees import FeeModel, PairFees
-from scanner.model import Opportunity
+from scanner.model import Opportunity, evolve
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
 from scanner.transfer.build import build_checker
@@ -348,7 +348,7 @@ class SpreadDetector:
 
         def make() -> Opportunity:
             opp = self._opportunity(buy, sell, fill, check, now_ns, trigger_ns)
-            return dataclasses.replace(
+            return evolve(
                 opp, buy_symbol=buy.symbol, sell_symbol=sell.symbol, conversion_symbol=cb.symbol,
                 conversion_side=conv.side, conversion_in=fmt(conv.amount_in, 12),
                 conversion_out=fmt(conv.amount_out, 12), conversion_vwap=fmt(conv.vwap, 12), conversion_fee=str(cfee),
