@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import time
 from decimal import Decimal
 
 from scanner.config import DetectorSettings
 from scanner.detect.detector import SpreadDetector
-from scanner.detect.spread import walk
+from scanner.detect.spread import fmt, walk
 from scanner.sinks.metrics import Metrics
 from scanner.store.schema import BookView
 
@@ -264,10 +265,6 @@ def test_a_close_caused_by_a_resyncing_book_carries_a_receive_time() -> None:
 
 
 def test_fmt_rounds_half_even_and_drops_trailing_zeros_as_quantize_would() -> None:
-    import random
-
-    from scanner.detect.spread import fmt
-
     def reference(d: Decimal, places: int) -> str:  # the definition: quantize, then normalise
         s = format(d.quantize(Decimal(1).scaleb(-places)).normalize(), "f")
         return "0" if s in ("-0", "") else s
